@@ -1,0 +1,117 @@
+"""Input checks of SCMODAL.setup_mudata with errors that name what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from mudata import MuData
+from scipy import sparse
+
+from ._constants import Link, default_link_key
+
+
+def parse_links(links: Sequence[Sequence[str]], modalities: Sequence[str]) -> list[Link]:
+    """Normalise user links to :class:`Link` records and check their modalities."""
+    if isinstance(links, str) or not isinstance(links, Sequence) or len(links) == 0:
+        raise ValueError(
+            "links must be a non-empty list such as [('rna', 'adt')] or "
+            "[('rna', 'adt', 'linked_adt', 'linked_rna')]."
+        )
+    parsed = []
+    for spec in links:
+        spec = tuple(spec)
+        if len(spec) == 2:
+            a, b = spec
+            link = Link(a, b, default_link_key(b), default_link_key(a))
+        elif len(spec) == 4:
+            link = Link(*spec)
+        else:
+            raise ValueError(
+                f"Link {spec!r} must be (mod_a, mod_b) or (mod_a, mod_b, obsm_key_a, obsm_key_b)."
+            )
+        for mod in (link.mod_a, link.mod_b):
+            if mod not in modalities:
+                raise ValueError(
+                    f"Link {link.name!r} names modality {mod!r}, which is not among the "
+                    f"registered modalities {list(modalities)}."
+                )
+        if link.mod_a == link.mod_b:
+            raise ValueError(f"Link {link.name!r} joins a modality with itself.")
+        parsed.append(link)
+    return parsed
+
+
+def _check_values(values, what: str, chunk_size: int = 8192) -> None:
+    """Numeric and finite, checked chunk-wise (sparse: on stored values only)."""
+    if isinstance(values, pd.DataFrame):
+        non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+        if non_numeric:
+            raise TypeError(f"{what} has non-numeric columns {non_numeric[:5]}.")
+        values = values.to_numpy()
+    dtype = getattr(values, "dtype", None)
+    if dtype is None or not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise TypeError(f"{what} must be numeric, got dtype {dtype}.")
+    if sparse.issparse(values):
+        if not np.isfinite(values.data).all():
+            raise ValueError(f"{what} contains NaN or infinite values.")
+        return
+    for start in range(0, values.shape[0], chunk_size):
+        if not np.isfinite(np.asarray(values[start : start + chunk_size])).all():
+            raise ValueError(f"{what} contains NaN or infinite values.")
+
+
+def validate_setup(
+    mdata: MuData, modalities: Sequence[str], links: Sequence[Link], layers: dict
+) -> None:
+    """Raise a specific error for every input problem SCMODAL cannot train on."""
+    if not isinstance(mdata, MuData):
+        raise TypeError(f"SCMODAL needs a MuData, got {type(mdata).__name__}.")
+    if len(modalities) < 2 or len(set(modalities)) != len(modalities):
+        raise ValueError(f"Give at least two distinct modalities, got {list(modalities)}.")
+    unknown_layers = set(layers) - set(modalities)
+    if unknown_layers:
+        raise ValueError(f"layers names modalities that are not registered: {sorted(unknown_layers)}.")
+    for m in modalities:
+        if m not in mdata.mod:
+            raise KeyError(f"Modality {m!r} is not in the MuData; it has {list(mdata.mod)}.")
+        if not m.isidentifier():
+            raise ValueError(f"Modality name {m!r} must be a valid identifier (letters, digits, _).")
+        adata = mdata.mod[m]
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            raise ValueError(f"Modality {m!r} is empty ({adata.n_obs} cells x {adata.n_vars} features).")
+        if not adata.var_names.is_unique:
+            dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+            raise ValueError(
+                f"Modality {m!r} has duplicated feature names, e.g. {dup}; "
+                "call mdata.mod[m].var_names_make_unique() first."
+            )
+        layer = layers.get(m)
+        if layer is None:
+            _check_values(adata.X, f"Modality {m!r} .X")
+        elif layer not in adata.layers:
+            raise KeyError(f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}.")
+        else:
+            _check_values(adata.layers[layer], f"Modality {m!r} layer {layer!r}")
+    for link in links:
+        widths = {}
+        for mod, key in ((link.mod_a, link.key_a), (link.mod_b, link.key_b)):
+            obsm = mdata.mod[mod].obsm
+            if key not in obsm:
+                raise KeyError(
+                    f"Link {link.name!r}: modality {mod!r} has no .obsm[{key!r}] of linked "
+                    f"features (it has {list(obsm)}); compute it with scmosaic.pp.link_features "
+                    "or scmosaic.pp.cca_links."
+                )
+            values = obsm[key]
+            widths[mod] = values.shape[1] if values.ndim == 2 else 0
+            if widths[mod] == 0:
+                raise ValueError(f"Link {link.name!r}: .obsm[{key!r}] of {mod!r} has no linked features.")
+            _check_values(values, f"Link {link.name!r}: .obsm[{key!r}] of {mod!r}")
+        if widths[link.mod_a] != widths[link.mod_b]:
+            raise ValueError(
+                f"Link {link.name!r}: linked features differ in width: {link.mod_a!r} "
+                f".obsm[{link.key_a!r}] has {widths[link.mod_a]} columns, {link.mod_b!r} "
+                f".obsm[{link.key_b!r}] has {widths[link.mod_b]}."
+            )

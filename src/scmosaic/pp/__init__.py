@@ -1,0 +1,13 @@
+"""Preprocessing: normalisation and linked features."""
+
+from ._adt_table import load_adt_gene_table, match_proteins, normalize_feature_name
+from ._links import link_features
+from ._preprocess import preprocess
+
+__all__ = [
+    "preprocess",
+    "link_features",
+    "load_adt_gene_table",
+    "match_proteins",
+    "normalize_feature_name",
+]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import mudata
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+import torch
+from mudata import MuData
+from scipy import sparse
+
+mudata.set_options(pull_on_update=False)
+torch.set_num_threads(1)
+scvi.settings.num_threads = 1
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent")
+    return path
+
+
+def make_unpaired(
+    n_a: int = 90, n_b: int = 80, d_a: int = 30, d_b: int = 12, n_linked: int = 6, seed: int = 0
+) -> MuData:
+    """Three cell types seen by two modalities with different cells and features.
+
+    Linked features are a shared noisy function of the cell type, so anchors exist.
+    """
+    rng = np.random.default_rng(seed)
+    centres_link = rng.normal(0, 2, (3, n_linked))
+
+    def modality(n, d, name):
+        types = rng.integers(0, 3, n)
+        loading = rng.normal(0, 1, (3, d))
+        x = np.abs(loading[types] * 2 + rng.normal(0, 0.5, (n, d))).astype(np.float32)
+        linked = centres_link[types] + rng.normal(0, 0.3, (n, n_linked))
+        obs = pd.DataFrame(
+            {"celltype": pd.Categorical(np.array(["T", "B", "Mono"])[types])},
+            index=[f"{name}_cell{i}" for i in range(n)],
+        )
+        adata = ad.AnnData(
+            sparse.csr_matrix(x), obs=obs, var=pd.DataFrame(index=[f"{name}_f{j}" for j in range(d)])
+        )
+        adata.obsm["linked"] = linked.astype(np.float32)
+        return adata
+
+    return MuData({"rna": modality(n_a, d_a, "rna"), "adt": modality(n_b, d_b, "adt")})
+
+
+@pytest.fixture
+def unpaired() -> MuData:
+    return make_unpaired()

@@ -1,0 +1,135 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_unpaired
+from mudata import MuData
+
+from scmosaic import SCMODAL
+
+LINKS = [("rna", "adt", "linked", "linked")]
+SMALL = {"n_hidden": 32, "n_hidden_discriminator": 32, "n_latent": 4}
+TRAIN = {"batch_size": 32, "enable_progress_bar": False, "iterations_per_epoch": 5}
+
+
+def _setup(mdata, **kwargs):
+    SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=LINKS, **kwargs)
+
+
+def _trained(mdata, steps=10, seed=0, **model_kwargs):
+    _setup(mdata)
+    model = SCMODAL(mdata, seed=seed, **{**SMALL, **model_kwargs})
+    model.train(max_steps=steps, seed=seed, **TRAIN)
+    return model
+
+
+def test_counts_iterations_and_logs_every_term(unpaired):
+    model = _trained(unpaired, steps=12)
+    assert model.n_iterations_trained_ == 12
+    for key in [
+        "loss_discriminator",
+        "loss_adversarial",
+        "loss_reconstruction",
+        "loss_latent_cycle",
+        "loss_anchor",
+        "loss_geometric",
+        "loss_total",
+        "n_anchor_pairs",
+    ]:
+        assert key in model.history, key
+    assert len(model.history["loss_total"]) == 3  # 12 iterations, 5 per epoch
+    assert model.history["n_anchor_pairs"].iloc[:, 0].min() > 0
+    assert np.isfinite(model.history["loss_total"].to_numpy(dtype=float)).all()
+
+
+def test_latent_shapes_no_side_effects_and_obsm(unpaired):
+    model = _trained(unpaired)
+    before = {m: set(unpaired.mod[m].obsm) for m in unpaired.mod}
+    latent = model.get_latent_representation()
+    assert latent["rna"].shape == (90, 4) and latent["adt"].shape == (80, 4)
+    assert {m: set(unpaired.mod[m].obsm) for m in unpaired.mod} == before
+    model.get_latent_representation(write_obsm=True, batch_size=7)
+    np.testing.assert_allclose(unpaired.mod["adt"].obsm["X_scmodal"], latent["adt"], rtol=1e-5)
+
+
+def test_same_seed_same_latent(unpaired):
+    a = _trained(unpaired, seed=3).get_latent_representation()
+    b = _trained(make_unpaired(), seed=3).get_latent_representation()
+    c = _trained(make_unpaired(), seed=4).get_latent_representation()
+    np.testing.assert_array_equal(a["rna"], b["rna"])
+    assert not np.allclose(a["rna"], c["rna"])
+
+
+def test_save_load_exact_and_new_mudata(unpaired, tmp_path):
+    model = _trained(unpaired)
+    latent = model.get_latent_representation()
+    model.save(tmp_path / "model", save_anndata=True)
+    loaded = SCMODAL.load(tmp_path / "model")
+    reloaded = loaded.get_latent_representation()
+    for m in latent:
+        np.testing.assert_array_equal(latent[m], reloaded[m])
+    # a new MuData of the same layout (same features, other cells)
+    new = make_unpaired(n_a=40, n_b=30, seed=1)
+    new_latent = model.get_latent_representation(new)
+    assert new_latent["rna"].shape == (40, 4)
+    loaded2 = SCMODAL.load(tmp_path / "model", adata=new)
+    np.testing.assert_allclose(loaded2.get_latent_representation()["adt"], new_latent["adt"], rtol=1e-5)
+
+
+def test_imputation_named_and_unscaled(unpaired):
+    model = _trained(unpaired)
+    scaled = model.get_imputed_features("rna", "adt")
+    log = model.get_imputed_features("rna", "adt", space="log")
+    assert isinstance(scaled, pd.DataFrame)
+    assert list(scaled.columns) == list(unpaired.mod["adt"].var_names)
+    assert list(scaled.index) == list(unpaired.mod["rna"].obs_names)
+    st = model.module.standardizers["adt"]
+    np.testing.assert_allclose(
+        log.to_numpy(), scaled.to_numpy() * st.std.numpy() + st.mean.numpy(), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="'protein'"):
+        model.get_imputed_features("rna", "protein")
+
+
+def test_standardisation_statistics(unpaired):
+    _setup(unpaired)
+    model = SCMODAL(unpaired, **SMALL)
+    x = unpaired.mod["rna"].X.toarray()
+    np.testing.assert_allclose(model.module.standardizers["rna"].mean.numpy(), x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        model.module.standardizers["rna"].std.numpy(), x.std(0, ddof=1), rtol=1e-4
+    )
+
+
+def test_partly_shared_cells_and_three_modalities():
+    base = make_unpaired(n_a=60, n_b=50)
+    rna, adt = base.mod["rna"], base.mod["adt"]
+    # atac shares the rna cells (paired) and links to rna by name-like features
+    atac = rna.copy()
+    atac.var_names = [f"atac_f{j}" for j in range(atac.n_vars)]
+    adt.obs_names = list(rna.obs_names[:25]) + list(adt.obs_names[25:])  # partly shared
+    mdata = MuData({"rna": rna, "adt": adt, "atac": atac})
+    SCMODAL.setup_mudata(
+        mdata,
+        modalities=["rna", "adt", "atac"],
+        links=[("rna", "adt", "linked", "linked"), ("rna", "atac", "linked", "linked")],
+    )
+    model = SCMODAL(mdata, **SMALL)
+    assert len(model.module.discriminators) == 2
+    model.train(max_steps=5, **TRAIN)
+    latent = model.get_latent_representation()
+    assert {m: v.shape[0] for m, v in latent.items()} == {"rna": 60, "adt": 50, "atac": 60}
+
+
+def test_reference_preset_is_published_defaults(unpaired):
+    _setup(unpaired)
+    model = SCMODAL(unpaired, preset="reference")
+    module = model.module
+    assert module.n_latent == 20
+    assert module.encoders["rna"][0].out_features == 512
+    assert (module.lambda_gan, module.lambda_ae, module.lambda_latent_cycle) == (1, 10, 10)
+    assert (module.lambda_mnn, module.lambda_geo, module.n_neighbors_mnn) == (1, 10, 30)
+    assert len(module.discriminators[0]) == 5  # Linear-ReLU-Linear-ReLU-Linear
+    w = module.encoders["rna"][0].weight.detach()
+    assert abs(w.std().item() - 0.1) < 0.01
+    with pytest.raises(ValueError, match="Unknown preset"):
+        SCMODAL(unpaired, preset="fast-ish")

@@ -1,0 +1,100 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_unpaired
+
+from scmosaic import SCMODAL
+
+LINKS = [("rna", "adt", "linked", "linked")]
+
+
+def _setup(mdata, links=LINKS, **kwargs):
+    SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=links, **kwargs)
+
+
+def test_missing_modality(unpaired):
+    with pytest.raises(KeyError, match="'protein'"):
+        SCMODAL.setup_mudata(unpaired, modalities=["rna", "protein"], links=[("rna", "protein")])
+
+
+def test_link_names_unregistered_modality(unpaired):
+    with pytest.raises(ValueError, match="'atac'"):
+        _setup(unpaired, links=[("rna", "atac")])
+
+
+def test_missing_obsm_key(unpaired):
+    with pytest.raises(KeyError, match="linked_adt"):
+        _setup(unpaired, links=[("rna", "adt")])
+
+
+def test_missing_layer(unpaired):
+    with pytest.raises(KeyError, match="'logcounts'.*'adt'"):
+        _setup(unpaired, layers={"adt": "logcounts"})
+
+
+def test_empty_modality(unpaired):
+    unpaired.mod["adt"] = unpaired.mod["adt"][:0].copy()
+    with pytest.raises(ValueError, match="'adt' is empty"):
+        _setup(unpaired)
+
+
+@pytest.mark.parametrize("where", ["X", "obsm"])
+def test_nan_values(unpaired, where):
+    if where == "X":
+        x = unpaired.mod["rna"].X.toarray()
+        x[3, 2] = np.nan
+        unpaired.mod["rna"].X = x
+        match = "'rna' .X contains NaN"
+    else:
+        unpaired.mod["adt"].obsm["linked"][0, 0] = np.inf
+        match = "obsm\\['linked'\\] of 'adt' contains NaN or infinite"
+    with pytest.raises(ValueError, match=match):
+        _setup(unpaired)
+
+
+def test_width_mismatch(unpaired):
+    unpaired.mod["adt"].obsm["linked"] = unpaired.mod["adt"].obsm["linked"][:, :4]
+    with pytest.raises(ValueError, match="differ in width.*6 columns.*4"):
+        _setup(unpaired)
+
+
+def test_no_linked_features(unpaired):
+    unpaired.mod["adt"].obsm["linked"] = np.zeros((unpaired.mod["adt"].n_obs, 0))
+    with pytest.raises(ValueError, match="no linked features"):
+        _setup(unpaired)
+
+
+def test_non_numeric_layer(unpaired):
+    adt = unpaired.mod["adt"]
+    adt.layers["text"] = np.full(adt.shape, "a", dtype=object)
+    with pytest.raises(TypeError, match="'adt' layer 'text' must be numeric"):
+        _setup(unpaired, layers={"adt": "text"})
+
+
+def test_duplicated_features(unpaired):
+    names = list(unpaired.mod["rna"].var_names)
+    names[1] = names[0]
+    unpaired.mod["rna"].var_names = names
+    with pytest.raises(ValueError, match="'rna' has duplicated feature names.*rna_f0"):
+        _setup(unpaired)
+
+
+def test_no_links(unpaired):
+    with pytest.raises(ValueError, match="non-empty list"):
+        _setup(unpaired, links=[])
+
+
+def test_user_data_unchanged_by_setup_and_training():
+    mdata = make_unpaired()
+    snapshot = {
+        m: (a.X.toarray().copy(), a.obs.copy(), {k: np.array(v) for k, v in a.obsm.items()})
+        for m, a in mdata.mod.items()
+    }
+    _setup(mdata)
+    model = SCMODAL(mdata, n_hidden=16, n_hidden_discriminator=16, n_latent=3)
+    model.train(max_steps=3, batch_size=16, enable_progress_bar=False)
+    model.get_latent_representation()
+    for m, (x, obs, obsm) in snapshot.items():
+        np.testing.assert_array_equal(mdata.mod[m].X.toarray(), x)
+        pd.testing.assert_frame_equal(mdata.mod[m].obs, obs)
+        assert set(mdata.mod[m].obsm) == set(obsm)
