@@ -47,7 +47,9 @@ def make_unpaired(
             index=[f"{name}_cell{i}" for i in range(n)],
         )
         adata = ad.AnnData(
-            sparse.csr_matrix(x), obs=obs, var=pd.DataFrame(index=[f"{name}_f{j}" for j in range(d)])
+            sparse.csr_matrix(x),
+            obs=obs,
+            var=pd.DataFrame(index=[f"{name}_f{j}" for j in range(d)]),
         )
         adata.obsm["linked"] = linked.astype(np.float32)
         return adata

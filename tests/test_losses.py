@@ -62,7 +62,9 @@ def test_geometric_loss_identical_geometry_hits_clamp():
 
 def test_discriminator_loss_values_and_clamp():
     zero = torch.zeros(3)
-    assert discriminator_loss(zero, zero).item() == pytest.approx(2 * torch.log(torch.tensor(2.0)).item())
+    assert discriminator_loss(zero, zero).item() == pytest.approx(
+        2 * torch.log(torch.tensor(2.0)).item()
+    )
     huge = torch.full((3,), 1e4)
     # clamped at 50: softplus(50) = 50
     assert discriminator_loss(-huge, huge).item() == pytest.approx(100.0, rel=1e-6)

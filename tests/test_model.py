@@ -72,7 +72,9 @@ def test_save_load_exact_and_new_mudata(unpaired, tmp_path):
     new_latent = model.get_latent_representation(new)
     assert new_latent["rna"].shape == (40, 4)
     loaded2 = SCMODAL.load(tmp_path / "model", adata=new)
-    np.testing.assert_allclose(loaded2.get_latent_representation()["adt"], new_latent["adt"], rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded2.get_latent_representation()["adt"], new_latent["adt"], rtol=1e-5
+    )
 
 
 def test_imputation_named_and_unscaled(unpaired):

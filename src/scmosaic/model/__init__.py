@@ -7,4 +7,11 @@ from ._module import SCMODALModule
 from ._presets import PRESETS
 from ._training_plan import SCMODALTrainingPlan
 
-__all__ = ["SCMODAL", "SCMODALModule", "SCMODALTrainingPlan", "UnpairedDataModule", "Link", "PRESETS"]
+__all__ = [
+    "SCMODAL",
+    "SCMODALModule",
+    "SCMODALTrainingPlan",
+    "UnpairedDataModule",
+    "Link",
+    "PRESETS",
+]

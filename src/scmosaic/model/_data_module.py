@@ -79,8 +79,6 @@ def iterate_chunks(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield the registered data of every cell of ``modality`` in order, in chunks."""
     n_obs = adata_manager.adata.mod[modality].n_obs
-    dataset = adata_manager.create_torch_dataset(
-        indices=np.arange(n_obs), data_and_attributes=keys
-    )
+    dataset = adata_manager.create_torch_dataset(indices=np.arange(n_obs), data_and_attributes=keys)
     batches = BatchSampler(SequentialSampler(dataset), chunk_size, drop_last=False)
     yield from DataLoader(dataset, sampler=batches, batch_size=None)

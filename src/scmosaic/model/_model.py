@@ -188,7 +188,9 @@ class SCMODAL(BaseModelClass):
         ]
         for i, link in enumerate(parsed):
             for mod, key in ((link.mod_a, link.key_a), (link.mod_b, link.key_b)):
-                fields.append(MuDataObsmField(link_key(i, mod), key, mod_key=mod, mod_required=True))
+                fields.append(
+                    MuDataObsmField(link_key(i, mod), key, mod_key=mod, mod_required=True)
+                )
         adata_manager = AnnDataManager(
             fields=fields,
             setup_method_args=setup_method_args,

@@ -105,9 +105,15 @@ class SCMODALModule(BaseModuleClass):
         self.n_neighbors_mnn = n_neighbors_mnn
         self.max_geo_similarity = max_geo_similarity
 
-        self.standardizers = nn.ModuleDict({m: Standardizer(d, clip) for m, d in n_features.items()})
-        self.encoders = nn.ModuleDict({m: _mlp(d, n_hidden, n_latent) for m, d in n_features.items()})
-        self.decoders = nn.ModuleDict({m: _mlp(n_latent, n_hidden, d) for m, d in n_features.items()})
+        self.standardizers = nn.ModuleDict(
+            {m: Standardizer(d, clip) for m, d in n_features.items()}
+        )
+        self.encoders = nn.ModuleDict(
+            {m: _mlp(d, n_hidden, n_latent) for m, d in n_features.items()}
+        )
+        self.decoders = nn.ModuleDict(
+            {m: _mlp(n_latent, n_hidden, d) for m, d in n_features.items()}
+        )
         self.discriminators = nn.ModuleList(
             [_mlp(n_latent, n_hidden_discriminator, 1, n_hidden_layers=2) for _ in self.links]
         )

@@ -51,7 +51,7 @@ def _check_values(values, what: str, chunk_size: int = 8192) -> None:
             raise TypeError(f"{what} has non-numeric columns {non_numeric[:5]}.")
         values = values.to_numpy()
     dtype = getattr(values, "dtype", None)
-    if dtype is None or not (np.issubdtype(dtype, np.number) or dtype == bool):
+    if dtype is None or not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
         raise TypeError(f"{what} must be numeric, got dtype {dtype}.")
     if sparse.issparse(values):
         if not np.isfinite(values.data).all():
@@ -72,15 +72,21 @@ def validate_setup(
         raise ValueError(f"Give at least two distinct modalities, got {list(modalities)}.")
     unknown_layers = set(layers) - set(modalities)
     if unknown_layers:
-        raise ValueError(f"layers names modalities that are not registered: {sorted(unknown_layers)}.")
+        raise ValueError(
+            f"layers names modalities that are not registered: {sorted(unknown_layers)}."
+        )
     for m in modalities:
         if m not in mdata.mod:
             raise KeyError(f"Modality {m!r} is not in the MuData; it has {list(mdata.mod)}.")
         if not m.isidentifier():
-            raise ValueError(f"Modality name {m!r} must be a valid identifier (letters, digits, _).")
+            raise ValueError(
+                f"Modality name {m!r} must be a valid identifier (letters, digits, _)."
+            )
         adata = mdata.mod[m]
         if adata.n_obs == 0 or adata.n_vars == 0:
-            raise ValueError(f"Modality {m!r} is empty ({adata.n_obs} cells x {adata.n_vars} features).")
+            raise ValueError(
+                f"Modality {m!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
+            )
         if not adata.var_names.is_unique:
             dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
             raise ValueError(
@@ -91,7 +97,9 @@ def validate_setup(
         if layer is None:
             _check_values(adata.X, f"Modality {m!r} .X")
         elif layer not in adata.layers:
-            raise KeyError(f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}.")
+            raise KeyError(
+                f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}."
+            )
         else:
             _check_values(adata.layers[layer], f"Modality {m!r} layer {layer!r}")
     for link in links:
@@ -107,7 +115,9 @@ def validate_setup(
             values = obsm[key]
             widths[mod] = values.shape[1] if values.ndim == 2 else 0
             if widths[mod] == 0:
-                raise ValueError(f"Link {link.name!r}: .obsm[{key!r}] of {mod!r} has no linked features.")
+                raise ValueError(
+                    f"Link {link.name!r}: .obsm[{key!r}] of {mod!r} has no linked features."
+                )
             _check_values(values, f"Link {link.name!r}: .obsm[{key!r}] of {mod!r}")
         if widths[link.mod_a] != widths[link.mod_b]:
             raise ValueError(

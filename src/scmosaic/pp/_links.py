@@ -78,11 +78,15 @@ def _sum_columns(counts, groups: list[list[int]]) -> np.ndarray:
 
 
 def _log_normalise(block: np.ndarray, library: np.ndarray, target: float) -> np.ndarray:
-    scale = np.divide(target, library, out=np.zeros_like(library, dtype=np.float64), where=library > 0)
+    scale = np.divide(
+        target, library, out=np.zeros_like(library, dtype=np.float64), where=library > 0
+    )
     return np.log1p(block * scale[:, None])
 
 
-def smoothing_operator(counts, n_neighbors: int, n_pcs: int = 30, seed: int = 0) -> sparse.csr_matrix:
+def smoothing_operator(
+    counts, n_neighbors: int, n_pcs: int = 30, seed: int = 0
+) -> sparse.csr_matrix:
     """Row-stochastic kNN averaging operator of a modality, from its full features.
 
     Counts are normalised, log1p-transformed, z-scored and reduced by PCA; each cell is then
@@ -157,8 +161,14 @@ def link_features(
     normalization
         ``"reference"``: both blocks normalised to one target sum,
         ``max(median library size of mod_b's linked block, min_target_sum)``, then log1p
-        (as published). ``"library"``: each modality normalised by its full library size
-        (target 1e4), then log1p. Both are then z-scored per column and clipped.
+        (as published). ``"library"`` (default): each modality normalised by its full
+        library size (target 1e4), then log1p; less noisy when few features link (minibatch
+        anchor precision on the Hao subset 0.64 -> 0.76). Both are then z-scored per column
+        and clipped.
+    smooth_neighbors
+        Average each cell's linked features over itself and its nearest neighbours in its
+        own modality (kNN of a PCA of all its features, ``smooth_neighbors`` cells in all)
+        before z-scoring; 0 or 1 disables it (the reference does not smooth).
     multi_gene
         ``"pairs"``: one column per protein-gene pair (reference); ``"sum"``: one column
         per protein with the listed genes' counts summed.

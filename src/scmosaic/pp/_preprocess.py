@@ -106,7 +106,11 @@ def preprocess(
             raise ValueError(f"Modality {m!r} is empty ({src.n_obs} x {src.n_vars}).")
         kind = kinds.get(m) or infer_kind(m)
         counts = get_counts(src, counts_layer, m)
-        counts = counts.astype(np.float32) if sparse.issparse(counts) else sparse.csr_matrix(counts, dtype=np.float32)
+        counts = (
+            counts.astype(np.float32)
+            if sparse.issparse(counts)
+            else sparse.csr_matrix(counts, dtype=np.float32)
+        )
         adata = ad.AnnData(
             X=sparse.csr_matrix(counts, copy=True),
             obs=src.obs.copy(),

@@ -1,0 +1,71 @@
+"""SCMODAL on real data: the bundled Hao 2021 CITE-seq subset with the pairing hidden.
+
+A short-training variant of the acceptance run. Its thresholds are checked to fail for
+broken models: without the anchor loss, and with linked features shuffled across cells.
+"""
+
+import numpy as np
+import pytest
+
+import scmosaic
+from scmosaic.metrics import foscttm, label_transfer_accuracy
+
+CI_STEPS = 600
+MIN_ACCURACY = 0.80
+MAX_FOSCTTM = 0.25
+
+
+@pytest.fixture(scope="module")
+def hao():
+    mdata = scmosaic.datasets.hide_pairing(scmosaic.datasets.hao2021_pbmc_cite(), seed=0)
+    report = scmosaic.pp.link_features(mdata, "adt", "rna")
+    mdata = scmosaic.pp.preprocess(mdata)
+    return mdata, report
+
+
+def _fit_and_score(mdata, **model_kwargs):
+    scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
+    model = scmosaic.SCMODAL(mdata, seed=0, **model_kwargs)
+    model.train(max_steps=CI_STEPS, enable_progress_bar=False)
+    latent = model.get_latent_representation()
+    rna, adt = mdata["rna"], mdata["adt"]
+    partner = {c: i for i, c in enumerate(adt.obs["cell_id"])}
+    order = np.array([partner[c] for c in rna.obs["cell_id"]])
+    acc = label_transfer_accuracy(
+        latent["rna"], rna.obs["celltype"].to_numpy(), latent["adt"], adt.obs["celltype"].to_numpy()
+    )
+    return acc["mean"], foscttm(latent["rna"], latent["adt"][order])
+
+
+def test_links_report(hao):
+    _, report = hao
+    assert len(report) == 224
+    counts = report["status"].value_counts()
+    assert counts.get("unmatched", 0) == 0
+    assert counts["linked"] >= 65  # ADTs whose gene is among the 500 HVGs
+
+
+def test_short_training_reaches_thresholds(hao):
+    mdata, _ = hao
+    accuracy, fos = _fit_and_score(mdata.copy())
+    print(f"default preset, {CI_STEPS} iterations: accuracy {accuracy:.3f}, FOSCTTM {fos:.3f}")
+    assert accuracy >= MIN_ACCURACY
+    assert fos <= MAX_FOSCTTM
+
+
+def test_without_anchor_loss_fails_thresholds(hao):
+    mdata, _ = hao
+    accuracy, fos = _fit_and_score(mdata.copy(), lambda_mnn=0.0)
+    print(f"no anchor loss: accuracy {accuracy:.3f}, FOSCTTM {fos:.3f}")
+    assert accuracy < MIN_ACCURACY or fos > MAX_FOSCTTM
+
+
+def test_shuffled_links_fail_thresholds(hao):
+    mdata, _ = hao
+    shuffled = mdata.copy()
+    linked = shuffled["adt"].obsm["linked_rna"]
+    perm = np.random.default_rng(0).permutation(len(linked))
+    shuffled["adt"].obsm["linked_rna"] = linked.iloc[perm].set_axis(linked.index)
+    accuracy, fos = _fit_and_score(shuffled)
+    print(f"shuffled links: accuracy {accuracy:.3f}, FOSCTTM {fos:.3f}")
+    assert accuracy < MIN_ACCURACY or fos > MAX_FOSCTTM
