@@ -39,7 +39,14 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "README.md"]
+exclude_patterns = [
+    "_build",
+    "_templates",
+    "Thumbs.db",
+    ".DS_Store",
+    "**.ipynb_checkpoints",
+    "README.md",
+]
 source_suffix = {".rst": "restructuredtext", ".ipynb": "myst-nb", ".md": "myst-nb"}
 master_doc = "index"
 default_role = "literal"
@@ -110,8 +117,15 @@ _THIRD_PARTY = (
 nitpick_ignore_regex = [
     # Type-hint aliases and names that no inventory documents.
     ("py:class", r"(numpy\.typing\.)?ArrayLike"),
-    ("py:class", r"numpy\.typing\.ArrayLike"),
     ("py:class", r"torch\.nn\.(parameter\.)?Parameter"),
+    # Unqualified third-party names as they appear in docstrings and annotations.
+    (
+        "py:class",
+        r"(MuData|AnnData|DataFrame|Tensor|ndarray|LightningDataModule|"
+        r"DataLoader|AnnDataManager|LossOutput|PathLike|TableLike|Module|Sequential)",
+    ),
+    # Private module paths that autodoc-typehints emits and no inventory lists.
+    ("py:class", r"(mudata|anndata|scvi|lightning|torch)\..*\._.*"),
 ]
 if not INTERSPHINX:
     # Offline build: third-party targets cannot resolve; internal ones still must.
@@ -119,11 +133,6 @@ if not INTERSPHINX:
     nitpick_ignore_regex += [
         (f"py:{role}", _pattern)
         for role in ("class", "func", "meth", "mod", "obj", "attr", "data", "exc")
-    ]
-    nitpick_ignore_regex += [
-        # Unqualified third-party names as they appear in docstrings and annotations.
-        ("py:class", r"(MuData|AnnData|DataFrame|Tensor|ndarray|LightningDataModule|"
-         r"DataLoader|AnnDataManager|LossOutput|PathLike|TableLike|Module|Sequential)"),
     ]
 
 # -- HTML --------------------------------------------------------------------

@@ -68,8 +68,8 @@ class SCMODAL(BaseModelClass):
     --------
     >>> import scmosaic
     >>> mdata = scmosaic.datasets.hao2021_pbmc_cite()
+    >>> scmosaic.pp.link_features(mdata, "adt", "rna")  # on raw counts, all genes
     >>> mdata = scmosaic.pp.preprocess(mdata)
-    >>> scmosaic.pp.link_features(mdata, "adt", "rna")
     >>> scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
     >>> model = scmosaic.SCMODAL(mdata)
     >>> model.train(max_steps=2000)
@@ -162,7 +162,7 @@ class SCMODAL(BaseModelClass):
             discriminator per link. Each is ``(mod_a, mod_b)``, using the ``.obsm`` keys
             ``"linked_<mod_b>"`` in ``mod_a`` and ``"linked_<mod_a>"`` in ``mod_b`` (written
             by :func:`scmosaic.pp.link_features`), or ``(mod_a, mod_b, key_a, key_b)`` with
-            explicit ``.obsm`` keys (e.g. ``"X_cca"`` from :func:`scmosaic.pp.cca_links`).
+            explicit ``.obsm`` keys (any two matrices of equal width).
         layers
             Layer holding each modality's log-normalised features (``None`` or missing:
             ``.X``), e.g. as produced by :func:`scmosaic.pp.preprocess`.
