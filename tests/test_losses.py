@@ -68,3 +68,12 @@ def test_discriminator_loss_values_and_clamp():
     huge = torch.full((3,), 1e4)
     # clamped at 50: softplus(50) = 50
     assert discriminator_loss(-huge, huge).item() == pytest.approx(100.0, rel=1e-6)
+
+
+def test_mnn_from_similarity_hand_made():
+    from scmosaic.model._losses import mutual_nearest_from_similarity
+
+    sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.7], [0.0, 0.6, 0.5]])
+    idx_a, idx_b = mutual_nearest_from_similarity(sim, k=1)
+    # row maxima: 0->0, 1->0, 2->1; column maxima: 0->0, 1->2, 2->1
+    assert sorted(zip(idx_a.tolist(), idx_b.tolist(), strict=True)) == [(0, 0), (2, 1)]

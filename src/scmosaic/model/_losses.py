@@ -44,7 +44,12 @@ def mutual_nearest_neighbors(
     -------
     Index tensors ``(idx_a, idx_b)`` of equal length (possibly empty).
     """
-    sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
+    return mutual_nearest_from_similarity(F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T, k)
+
+
+@torch.no_grad()
+def mutual_nearest_from_similarity(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mutual ``k`` nearest neighbours from a ``B_a x B_b`` similarity matrix."""
     k_a = min(k, sim.shape[1])
     k_b = min(k, sim.shape[0])
     in_topk_of_a = torch.zeros_like(sim, dtype=torch.bool)

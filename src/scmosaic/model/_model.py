@@ -20,7 +20,7 @@ from scvi.train import TrainRunner
 from ._constants import LATENT_OBSM_KEY, Link, features_key, link_key
 from ._data_module import UnpairedDataModule, iterate_chunks
 from ._module import SCMODALModule
-from ._presets import get_preset, resolve
+from ._presets import default_max_steps, get_preset, resolve
 from ._training_plan import SCMODALTrainingPlan
 from ._validation import parse_links, validate_setup
 
@@ -61,6 +61,10 @@ class SCMODAL(BaseModelClass):
         ``+-clip`` (reference 10; 0 disables clipping).
     init_std
         Normal initialisation scale of all weights (reference 0.1; 0 = PyTorch default).
+    latent_anchor_weight
+        Anchors are mutual nearest neighbours of ``cos(P_a, P_b) + w * cos(z_a, z_b)``:
+        with ``w > 0`` the current latent codes (all features) help choose anchors
+        (reference 0: linked features only).
     seed
         Seed of the weight initialisation and of minibatch sampling.
 
@@ -96,6 +100,7 @@ class SCMODAL(BaseModelClass):
         max_geo_similarity: float | None = None,
         clip: float | None = None,
         init_std: float | None = None,
+        latent_anchor_weight: float | None = None,
         seed: int = 0,
     ):
         super().__init__(mdata)
@@ -115,6 +120,7 @@ class SCMODAL(BaseModelClass):
             max_geo_similarity=max_geo_similarity,
             clip=clip,
             init_std=init_std,
+            latent_anchor_weight=latent_anchor_weight,
         )
         n_features = {m: self.adata.mod[m].n_vars for m in self.modalities}
         with torch.random.fork_rng(devices=[]):
@@ -268,7 +274,9 @@ class SCMODAL(BaseModelClass):
         Parameters
         ----------
         max_steps
-            Number of iterations (reference 10,000), not optimiser steps.
+            Number of iterations (reference 10,000), not optimiser steps. The default
+            preset trains for about 625 passes over the largest modality, between 1,000 and
+            10,000 iterations.
         batch_size
             Cells per modality per iteration (reference 500).
         n_critic
@@ -303,6 +311,9 @@ class SCMODAL(BaseModelClass):
             weight_decay=weight_decay,
             gradient_clip_norm=gradient_clip_norm,
         )
+        if settings["max_steps"] is None:
+            largest = max(self.adata.mod[m].n_obs for m in self.modalities)
+            settings["max_steps"] = default_max_steps(largest, settings["batch_size"])
         n_iter = int(settings["max_steps"])
         if n_iter < 1:
             raise ValueError(f"max_steps must be a positive number of iterations, got {n_iter}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
@@ -15,6 +16,7 @@ from ._losses import (
     gaussian_kernel,
     geometric_loss,
     mse,
+    mutual_nearest_from_similarity,
     mutual_nearest_neighbors,
 )
 
@@ -92,6 +94,7 @@ class SCMODALModule(BaseModuleClass):
         max_geo_similarity: float = 0.975,
         clip: float | None = 10.0,
         init_std: float | None = 0.1,
+        latent_anchor_weight: float = 0.0,
     ):
         super().__init__()
         self.modalities = list(n_features)
@@ -104,6 +107,7 @@ class SCMODALModule(BaseModuleClass):
         self.lambda_geo = lambda_geo
         self.n_neighbors_mnn = n_neighbors_mnn
         self.max_geo_similarity = max_geo_similarity
+        self.latent_anchor_weight = latent_anchor_weight
 
         self.standardizers = nn.ModuleDict(
             {m: Standardizer(d, clip) for m, d in n_features.items()}
@@ -222,7 +226,14 @@ class SCMODALModule(BaseModuleClass):
             )
             latent_cycle = latent_cycle + mse(self.encoders[b](self.decode(b, z[a])), z[a])
             latent_cycle = latent_cycle + mse(self.encoders[a](self.decode(a, z[b])), z[b])
-            idx_a, idx_b = mutual_nearest_neighbors(p_a, p_b, self.n_neighbors_mnn)
+            if self.latent_anchor_weight > 0:
+                sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
+                z_sim = F.normalize(z[a].detach(), dim=1) @ F.normalize(z[b].detach(), dim=1).T
+                idx_a, idx_b = mutual_nearest_from_similarity(
+                    sim + self.latent_anchor_weight * z_sim, self.n_neighbors_mnn
+                )
+            else:
+                idx_a, idx_b = mutual_nearest_neighbors(p_a, p_b, self.n_neighbors_mnn)
             n_pairs += idx_a.numel()
             anchor = anchor + anchor_loss(z[a], z[b], idx_a, idx_b)
 
