@@ -32,7 +32,9 @@ LINK_SETTINGS = {
 
 
 def prepare(preset: str, seed: int, mode: str = "shuffle"):
-    mdata = scmosaic.datasets.hide_pairing(scmosaic.datasets.hao2021_pbmc_cite(), mode=mode, seed=seed)
+    mdata = scmosaic.datasets.hide_pairing(
+        scmosaic.datasets.hao2021_pbmc_cite(), mode=mode, seed=seed
+    )
     scmosaic.pp.link_features(mdata, "adt", "rna", **LINK_SETTINGS[preset])
     mdata = scmosaic.pp.preprocess(mdata)
     scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])

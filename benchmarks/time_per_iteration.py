@@ -50,9 +50,7 @@ def main() -> None:
         model = scmosaic.SCMODAL(mdata, preset=preset)
         timer = IterationTimer()
         # 20 warm-up iterations are dropped from the statistics
-        model.train(
-            max_steps=args.iterations + 20, enable_progress_bar=False, callbacks=[timer]
-        )
+        model.train(max_steps=args.iterations + 20, enable_progress_bar=False, callbacks=[timer])
         times = np.array(timer.times[20:])
         results[preset] = {
             "median_s": float(np.median(times)),

@@ -2,6 +2,8 @@
 
 A short-training variant of the acceptance run. Its thresholds are checked to fail for
 broken models: without the anchor loss, and with linked features shuffled across cells.
+Measured here (torch 2.13 CPU, 1 thread): default preset 0.909 / FOSCTTM 0.131; no anchor
+loss 0.134 / 0.520; shuffled links 0.034 / 0.659.
 """
 
 import numpy as np
@@ -11,8 +13,8 @@ import scmosaic
 from scmosaic.metrics import foscttm, label_transfer_accuracy
 
 CI_STEPS = 600
-MIN_ACCURACY = 0.80
-MAX_FOSCTTM = 0.25
+MIN_ACCURACY = 0.86
+MAX_FOSCTTM = 0.18
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,19 @@ def test_reference_preset_is_published_defaults(unpaired):
     assert abs(w.std().item() - 0.1) < 0.01
     with pytest.raises(ValueError, match="Unknown preset"):
         SCMODAL(unpaired, preset="fast-ish")
+
+
+def test_default_preset_iterations_follow_data_size():
+    from scmosaic.model._presets import default_max_steps
+
+    assert default_max_steps(800, 500) == 1000  # the Hao subset: where quality peaks
+    assert default_max_steps(6855, 500) == 8569
+    assert default_max_steps(10**6, 500) == 10_000
+    assert default_max_steps(10, 500) == 1000
+
+
+def test_default_train_uses_data_size_rule(unpaired):
+    _setup(unpaired)
+    model = SCMODAL(unpaired, **SMALL)
+    model.train(batch_size=32, enable_progress_bar=False, iterations_per_epoch=500)
+    assert model.n_iterations_trained_ == 1000
