@@ -48,7 +48,7 @@ def test_latent_shapes_no_side_effects_and_obsm(unpaired):
     assert latent["rna"].shape == (90, 4) and latent["adt"].shape == (80, 4)
     assert {m: set(unpaired.mod[m].obsm) for m in unpaired.mod} == before
     model.get_latent_representation(write_obsm=True, batch_size=7)
-    np.testing.assert_allclose(unpaired.mod["adt"].obsm["X_scmodal"], latent["adt"], rtol=1e-5)
+    np.testing.assert_allclose(unpaired.mod["adt"].obsm["X_scmodal"], latent["adt"], atol=1e-6)
 
 
 def test_same_seed_same_latent(unpaired):
@@ -149,5 +149,5 @@ def test_default_preset_iterations_follow_data_size():
 def test_default_train_uses_data_size_rule(unpaired):
     _setup(unpaired)
     model = SCMODAL(unpaired, **SMALL)
-    model.train(batch_size=32, enable_progress_bar=False, iterations_per_epoch=500)
-    assert model.n_iterations_trained_ == 1000
+    model.train(batch_size=64, enable_progress_bar=False, iterations_per_epoch=500)
+    assert model.n_iterations_trained_ == 1000  # 625 passes of 90 cells are < 1,000 iterations
