@@ -1,12 +1,15 @@
 """Preprocessing: normalisation and linked features."""
 
 from ._adt_table import load_adt_gene_table, match_proteins, normalize_feature_name
+from ._cca import cca_links, diagonal_cca
 from ._links import link_features
 from ._preprocess import preprocess
 
 __all__ = [
     "preprocess",
     "link_features",
+    "cca_links",
+    "diagonal_cca",
     "load_adt_gene_table",
     "match_proteins",
     "normalize_feature_name",
