@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from sklearn.metrics import f1_score
 from sklearn.neighbors import NearestNeighbors
 
+from ._foscttm import _as_2d_finite
+
 __all__ = ["anchor_precision", "knn_transfer", "label_transfer_accuracy"]
-
-
-def _as_embedding(a: ArrayLike, name: str) -> np.ndarray:
-    """Convert ``a`` to a finite 2-D float64 array or raise ``ValueError``."""
-    if sp.issparse(a):
-        a = a.toarray()
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`{name}` must be a numeric 2-D array: {err}") from err
-    if arr.ndim != 2:
-        raise ValueError(f"`{name}` must be a 2-D array (cells x dims), got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"`{name}` contains {n_bad} NaN or infinite value(s).")
-    return arr
 
 
 def _as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
@@ -111,8 +96,8 @@ def knn_transfer(
     """
     _check_k(k)
     _check_chunk_size(chunk_size)
-    ref = _as_embedding(ref_emb, "ref_emb")
-    query = _as_embedding(query_emb, "query_emb")
+    ref = _as_2d_finite(ref_emb, "ref_emb")
+    query = _as_2d_finite(query_emb, "query_emb")
     labels = _as_labels(ref_labels, "ref_labels", ref.shape[0])
     if ref.shape[1] != query.shape[1]:
         raise ValueError(
@@ -214,8 +199,8 @@ def label_transfer_accuracy(
     (1.0, 1.0, 1.0)
     """
     _check_k(k)
-    a = _as_embedding(emb_a, "emb_a")
-    b = _as_embedding(emb_b, "emb_b")
+    a = _as_2d_finite(emb_a, "emb_a")
+    b = _as_2d_finite(emb_b, "emb_b")
     la = _as_labels(labels_a, "labels_a", a.shape[0])
     lb = _as_labels(labels_b, "labels_b", b.shape[0])
     if a.shape[1] != b.shape[1]:
