@@ -1,4 +1,8 @@
-"""CCA linked features vs protein->gene table links on the Hao subset (pairing hidden).
+"""CCA linked features vs protein->gene table links on paired CITE-seq with the pairing hidden.
+
+Datasets: ``hao`` (the bundled Hao 2021 subset, 800 paired cells, 224 ADTs) and ``pbmc10k``
+(10x PBMC 10k processed by the totalVI authors, 6,855 paired cells, 14 ADTs, automated
+labels ``label_main_rna``; read from ../shared/data).
 
 Configurations: (a) full table links, (b) a weak table of 10 proteins (fixed seed),
 (c) CCA initialised from that weak table, (d) CCA initialised from labels, (e) full table
@@ -6,8 +10,8 @@ links and CCA scores together (concatenated columns). For each: anchor precision
 mutual nearest neighbour pairs, k=30, cosine, over all cells, whose labels agree), then
 SCMODAL (default preset) label transfer and FOSCTTM.
 
-Usage: python benchmarks/cca_links.py --seeds 0 [--steps N]
-Writes benchmarks/results/cca_links_hao.json and prints a markdown table.
+Usage: python benchmarks/cca_links.py --dataset hao --seeds 0 [--steps N]
+Writes benchmarks/results/cca_links_<dataset>.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -30,19 +34,30 @@ from scmosaic.model._losses import mutual_nearest_neighbors
 CONFIGS = ["a_table", "b_weak_table", "c_cca_from_weak", "d_cca_from_labels", "e_table_plus_cca"]
 
 
-def weak_table(n_proteins: int = 10, seed: int = 0) -> dict[str, str]:
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna"}
+
+
+def load(dataset: str):
+    if dataset == "hao":
+        return scmosaic.datasets.hao2021_pbmc_cite()
+    return mudata.read_h5mu(SHARED / "totalvi_pbmc10k_cite" / "totalvi_pbmc10k_cite.h5mu")
+
+
+def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, str]:
     """``n_proteins`` of the proteins that link on this data, drawn with a fixed seed."""
-    mdata = scmosaic.datasets.hao2021_pbmc_cite()
+    mdata = load(dataset)
     report = scmosaic.pp.link_features(mdata, "adt", "rna", smooth_neighbors=0)
     linked = report[report["status"] == "linked"]
     chosen = np.random.default_rng(seed).choice(len(linked), n_proteins, replace=False)
     return {
-        row.protein: "/".join(row.genes_in_data) for row in linked.iloc[np.sort(chosen)].itertuples()
+        row.protein: "/".join(row.genes_in_data)
+        for row in linked.iloc[np.sort(chosen)].itertuples()
     }
 
 
-def build(config: str, seed: int, table: dict[str, str]):
-    mdata = scmosaic.datasets.hide_pairing(scmosaic.datasets.hao2021_pbmc_cite(), seed=seed)
+def build(dataset: str, config: str, seed: int, table: dict[str, str]):
+    mdata = scmosaic.datasets.hide_pairing(load(dataset), seed=seed)
     if config in ("a_table", "e_table_plus_cca"):
         scmosaic.pp.link_features(mdata, "adt", "rna")
     else:
@@ -50,7 +65,9 @@ def build(config: str, seed: int, table: dict[str, str]):
     if config == "c_cca_from_weak":
         scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", seed=seed)
     elif config == "d_cca_from_labels":
-        scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="labels", labels_key="celltype", seed=seed)
+        scmosaic.pp.cca_links(
+            mdata, ("rna", "adt"), init="labels", labels_key=LABELS[dataset], seed=seed
+        )
     elif config == "e_table_plus_cca":
         scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", seed=seed)
         for mod, other in (("rna", "adt"), ("adt", "rna")):
@@ -69,6 +86,7 @@ def build(config: str, seed: int, table: dict[str, str]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="hao", choices=sorted(LABELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -77,16 +95,17 @@ def main() -> None:
     args = parser.parse_args()
     mudata.set_options(pull_on_update=False)
     scvi.settings.num_threads = args.threads
-    table = weak_table()
+    table = weak_table(args.dataset)
     print("weak table:", table)
     rows = []
     for config in args.configs:
         for seed in args.seeds:
             start = time.perf_counter()
-            mdata, (key_rna, key_adt) = build(config, seed, table)
+            mdata, (key_rna, key_adt) = build(args.dataset, config, seed, table)
             link_seconds = time.perf_counter() - start
             rna, adt = mdata["rna"], mdata["adt"]
-            labels = rna.obs["celltype"].to_numpy(), adt.obs["celltype"].to_numpy()
+            key = LABELS[args.dataset]
+            labels = rna.obs[key].to_numpy(), adt.obs[key].to_numpy()
             p_rna = torch.tensor(np.asarray(rna.obsm[key_rna], dtype=np.float32))
             p_adt = torch.tensor(np.asarray(adt.obsm[key_adt], dtype=np.float32))
             i, j = mutual_nearest_neighbors(p_rna, p_adt, k=30)
@@ -102,6 +121,7 @@ def main() -> None:
             partner = {c: n for n, c in enumerate(adt.obs["cell_id"])}
             order = np.array([partner[c] for c in rna.obs["cell_id"]])
             row = {
+                "dataset": args.dataset,
                 "config": config,
                 "seed": seed,
                 "n_link_columns": int(p_rna.shape[1]),
@@ -116,7 +136,9 @@ def main() -> None:
             rows.append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cca_links_hao.json").write_text(json.dumps({"weak_table": table, "runs": rows}, indent=2))
+    (out / f"cca_links_{args.dataset}.json").write_text(
+        json.dumps({"weak_table": table, "runs": rows}, indent=2)
+    )
     print("| config | seed | link columns | anchor precision | label transfer | FOSCTTM |")
     print("|---|---|---|---|---|---|")
     for r in rows:
