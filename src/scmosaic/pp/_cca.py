@@ -360,7 +360,7 @@ def cca_links(
        ``U_a`` and ``U_b``.
     2. Initial pivots, cell pairs ``(i, j)`` of ``a`` and ``b``, from a weak prior
        (``init``).
-    3. A regularised CCA (:func:`fit_cca`) is fitted on the pivots; every cell is scored.
+    3. A regularised CCA (``fit_cca``) is fitted on the pivots; every cell is scored.
     4. ``n_iterations`` times: all cells are re-matched by mutual nearest neighbours
        (``n_neighbors``, cosine) of their canonical scores, the best ``pivot_fraction`` of
        the pairs (by similarity) are kept and the CCA is refitted.
@@ -408,7 +408,7 @@ def cca_links(
         Fraction of the re-matched pairs kept (the most similar) in each round, in (0, 1].
     regularization
         Ridge of each side's covariance relative to its mean variance (see
-        :func:`fit_cca`).
+        ``fit_cca``).
     smooth_neighbors
         If > 1, canonical scores are averaged over each cell's ``smooth_neighbors`` nearest
         cells of its own modality (in PCA space) before re-matching; written scores are
@@ -427,8 +427,8 @@ def cca_links(
     Returns
     -------
     The summary: ``correlations`` (final canonical correlations on the pivots),
-    ``correlations_per_iteration``, ``n_pivots`` (pivots of each fit), ``n_pcs`` (``[r_a,
-    r_b]``) and the parameters.
+    ``correlations_per_iteration``, ``n_pivots`` (pivots of each fit), ``n_pcs``
+    (``[r_a, r_b]``) and the parameters.
 
     Raises
     ------
