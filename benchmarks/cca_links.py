@@ -2,7 +2,11 @@
 
 Datasets: ``hao`` (the bundled Hao 2021 subset, 800 paired cells, 224 ADTs) and ``pbmc10k``
 (10x PBMC 10k processed by the totalVI authors, 6,855 paired cells, 14 ADTs, automated
-labels ``label_main_rna``; read from ../shared/data).
+labels ``label_main_rna``; read from ../shared/data), and ``sln``: the truly unpaired mouse
+spleen/lymph node set (RNA of replicate 2 vs ADT of replicate 1, 110 ADTs, mouse TotalSeq
+table from ../shared/data/adt_gene_maps as a test input), scored by label transfer on the
+coarse label set ``SLN_COARSE`` (doublets, dying T cells and erythrocytes excluded); it has
+no pairing, so no FOSCTTM.
 
 Configurations: (a) full table links, (b) a weak table of 10 proteins (fixed seed),
 (c) CCA initialised from that weak table, (d) CCA initialised from labels, (e) full table
@@ -35,19 +39,48 @@ CONFIGS = ["a_table", "b_weak_table", "c_cca_from_weak", "d_cca_from_labels", "e
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna"}
+LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna", "sln": "coarse_type"}
+MOUSE_TABLE = SHARED / "adt_gene_maps" / "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv"
+# Both replicates were annotated separately: map their labels to one coarse set.
+SLN_COARSE = {
+    "B": ["Mature_Bcells", "MZ_and_Mature_Bcells", "Transitional_Bcells", "Bcells", "Dying_Bcells"],
+    "CD4 T": ["CD4_Tcells", "Treg", "CD4_CD122pos_Tcells"],
+    "CD8 T": ["CD8_Tcells", "CD8_CD122pos_Tcells"],
+    "NK": ["NKcells"],
+    "Myeloid": ["Monocytes_Macrophages_Neutrophils_DCs", "Neutrophil", "DCs", "DCs_11", "DCs_12"]
+    + ["Unknown_DC"],
+    "pDC": ["pDCs"],
+}
+
+
+def load_sln():
+    import anndata as ad
+
+    folder = SHARED / "totalvi_sln_unpaired_mouse"
+    rna = ad.read_h5ad(folder / "sln111_d2_rna.h5ad")
+    adt = ad.read_h5ad(folder / "sln111_d1_adt.h5ad")
+    # "ADT_CD115(CSF-1R)_A0105" -> "CD115(CSF-1R)"
+    adt.var_names = [name.split("_", 1)[1].rsplit("_", 1)[0] for name in adt.var_names]
+    coarse = {fine: c for c, fines in SLN_COARSE.items() for fine in fines}
+    for adata in (rna, adt):
+        adata.obs["coarse_type"] = adata.obs["cell_type"].astype(str).map(coarse)
+    return mudata.MuData({"rna": rna, "adt": adt})
 
 
 def load(dataset: str):
     if dataset == "hao":
         return scmosaic.datasets.hao2021_pbmc_cite()
+    if dataset == "sln":
+        return load_sln()
     return mudata.read_h5mu(SHARED / "totalvi_pbmc10k_cite" / "totalvi_pbmc10k_cite.h5mu")
 
 
 def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, str]:
     """``n_proteins`` of the proteins that link on this data, drawn with a fixed seed."""
     mdata = load(dataset)
-    report = scmosaic.pp.link_features(mdata, "adt", "rna", smooth_neighbors=0)
+    report = scmosaic.pp.link_features(
+        mdata, "adt", "rna", table=full_table(dataset), smooth_neighbors=0
+    )
     linked = report[report["status"] == "linked"]
     chosen = np.random.default_rng(seed).choice(len(linked), n_proteins, replace=False)
     return {
@@ -56,10 +89,16 @@ def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, s
     }
 
 
+def full_table(dataset: str):
+    return MOUSE_TABLE if dataset == "sln" else None  # None: scmosaic's human table
+
+
 def build(dataset: str, config: str, seed: int, table: dict[str, str]):
-    mdata = scmosaic.datasets.hide_pairing(load(dataset), seed=seed)
+    mdata = load(dataset)
+    if dataset != "sln":  # paired data: hide the pairing
+        mdata = scmosaic.datasets.hide_pairing(mdata, seed=seed)
     if config in ("a_table", "e_table_plus_cca"):
-        scmosaic.pp.link_features(mdata, "adt", "rna")
+        scmosaic.pp.link_features(mdata, "adt", "rna", table=full_table(dataset))
     else:
         scmosaic.pp.link_features(mdata, "adt", "rna", table=table)
     if config == "c_cca_from_weak":
@@ -118,8 +157,11 @@ def main() -> None:
             model.train(max_steps=args.steps, enable_progress_bar=False)
             latent = model.get_latent_representation()
             acc = label_transfer_accuracy(latent["rna"], labels[0], latent["adt"], labels[1])
-            partner = {c: n for n, c in enumerate(adt.obs["cell_id"])}
-            order = np.array([partner[c] for c in rna.obs["cell_id"]])
+            fos = float("nan")
+            if "cell_id" in adt.obs:
+                partner = {c: n for n, c in enumerate(adt.obs["cell_id"])}
+                order = np.array([partner[c] for c in rna.obs["cell_id"]])
+                fos = foscttm(latent["rna"], latent["adt"][order])
             row = {
                 "dataset": args.dataset,
                 "config": config,
@@ -128,7 +170,7 @@ def main() -> None:
                 "anchor_precision": precision,
                 "n_anchor_pairs": int(i.numel()),
                 "label_transfer_mean": acc["mean"],
-                "foscttm": foscttm(latent["rna"], latent["adt"][order]),
+                "foscttm": fos,
                 "link_seconds": link_seconds,
                 "iterations": model.n_iterations_trained_,
             }

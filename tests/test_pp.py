@@ -143,3 +143,11 @@ def test_real_10x_names_link():
     proteins = list(adata.uns["protein_names"])
     table = scmosaic.pp.match_proteins(proteins, scmosaic.pp.load_adt_gene_table())
     assert (table["status"] == "linked").all(), table[table["status"] != "linked"]
+
+
+def test_smoothing_works_beyond_small_data():
+    """kNN smoothing on > 4,096 cells (where scanpy switches neighbour back-ends)."""
+    mdata = _cite(n=5000, n_extra_genes=40)
+    link_features(mdata, "adt", "rna", smooth_neighbors=15)
+    linked = mdata["rna"].obsm["linked_adt"].to_numpy()
+    assert linked.shape == (5000, 4) and np.isfinite(linked).all()

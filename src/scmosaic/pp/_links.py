@@ -11,6 +11,7 @@ import pandas as pd
 import scanpy as sc
 from mudata import MuData
 from scipy import sparse
+from sklearn.neighbors import NearestNeighbors
 
 from ..model._constants import default_link_key
 from ._adt_table import load_adt_gene_table, match_proteins
@@ -100,9 +101,10 @@ def smoothing_operator(
     sc.pp.scale(adata, max_value=10)
     n_comps = min(n_pcs, adata.n_obs - 1, adata.n_vars - 1)
     sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_pca", random_state=seed)
-    graph = (adata.obsp["distances"] > 0).astype(np.float64) + sparse.identity(adata.n_obs)
-    graph = sparse.csr_matrix(graph)
+    pcs = adata.obsm["X_pca"]
+    # each cell is its own nearest neighbour, so rows average over n_neighbors cells
+    graph = NearestNeighbors(n_neighbors=min(n_neighbors, adata.n_obs)).fit(pcs)
+    graph = sparse.csr_matrix(graph.kneighbors_graph(pcs), dtype=np.float64)
     return sparse.diags(1.0 / np.asarray(graph.sum(1)).ravel()) @ graph
 
 
