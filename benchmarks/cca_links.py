@@ -134,6 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     mudata.set_options(pull_on_update=False)
     scvi.settings.num_threads = args.threads
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     table = weak_table(args.dataset)
     print("weak table:", table)
     rows = []
@@ -176,8 +178,8 @@ def main() -> None:
             }
             print(json.dumps(row), flush=True)
             rows.append(row)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+            with open(out / f"cca_links_{args.dataset}.jsonl", "a") as f:  # survives interruption
+                f.write(json.dumps(row) + "\n")
     (out / f"cca_links_{args.dataset}.json").write_text(
         json.dumps({"weak_table": table, "runs": rows}, indent=2)
     )
