@@ -30,49 +30,13 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
+from _data import LABELS, full_table, load
 
 import scmosaic
 from scmosaic.metrics import anchor_precision, foscttm, label_transfer_accuracy
 from scmosaic.model._losses import mutual_nearest_neighbors
 
 CONFIGS = ["a_table", "b_weak_table", "c_cca_from_weak", "d_cca_from_labels", "e_table_plus_cca"]
-
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna", "sln": "coarse_type"}
-MOUSE_TABLE = SHARED / "adt_gene_maps" / "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv"
-# Both replicates were annotated separately: map their labels to one coarse set.
-SLN_COARSE = {
-    "B": ["Mature_Bcells", "MZ_and_Mature_Bcells", "Transitional_Bcells", "Bcells", "Dying_Bcells"],
-    "CD4 T": ["CD4_Tcells", "Treg", "CD4_CD122pos_Tcells"],
-    "CD8 T": ["CD8_Tcells", "CD8_CD122pos_Tcells"],
-    "NK": ["NKcells"],
-    "Myeloid": ["Monocytes_Macrophages_Neutrophils_DCs", "Neutrophil", "DCs", "DCs_11", "DCs_12"]
-    + ["Unknown_DC"],
-    "pDC": ["pDCs"],
-}
-
-
-def load_sln():
-    import anndata as ad
-
-    folder = SHARED / "totalvi_sln_unpaired_mouse"
-    rna = ad.read_h5ad(folder / "sln111_d2_rna.h5ad")
-    adt = ad.read_h5ad(folder / "sln111_d1_adt.h5ad")
-    # "ADT_CD115(CSF-1R)_A0105" -> "CD115(CSF-1R)"
-    adt.var_names = [name.split("_", 1)[1].rsplit("_", 1)[0] for name in adt.var_names]
-    coarse = {fine: c for c, fines in SLN_COARSE.items() for fine in fines}
-    for adata in (rna, adt):
-        adata.obs["coarse_type"] = adata.obs["cell_type"].astype(str).map(coarse)
-    return mudata.MuData({"rna": rna, "adt": adt})
-
-
-def load(dataset: str):
-    if dataset == "hao":
-        return scmosaic.datasets.hao2021_pbmc_cite()
-    if dataset == "sln":
-        return load_sln()
-    return mudata.read_h5mu(SHARED / "totalvi_pbmc10k_cite" / "totalvi_pbmc10k_cite.h5mu")
 
 
 def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, str]:
@@ -87,10 +51,6 @@ def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, s
         row.protein: "/".join(row.genes_in_data)
         for row in linked.iloc[np.sort(chosen)].itertuples()
     }
-
-
-def full_table(dataset: str):
-    return MOUSE_TABLE if dataset == "sln" else None  # None: scmosaic's human table
 
 
 def build(dataset: str, config: str, seed: int, table: dict[str, str]):
@@ -180,16 +140,41 @@ def main() -> None:
             rows.append(row)
             with open(out / f"cca_links_{args.dataset}.jsonl", "a") as f:  # survives interruption
                 f.write(json.dumps(row) + "\n")
-    (out / f"cca_links_{args.dataset}.json").write_text(
-        json.dumps({"weak_table": table, "runs": rows}, indent=2)
-    )
-    print("| config | seed | link columns | anchor precision | label transfer | FOSCTTM |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['config']} | {r['seed']} | {r['n_link_columns']} | {r['anchor_precision']:.3f} "
-            f"| {r['label_transfer_mean']:.3f} | {r['foscttm']:.3f} |"
-        )
+    path = out / f"cca_links_{args.dataset}.json"
+    rows = merge_runs(path, rows)
+    path.write_text(json.dumps({"weak_table": table, "runs": rows}, indent=2))
+    print(median_table(rows))
+
+
+def merge_runs(path: Path, rows: list[dict]) -> list[dict]:
+    """Add ``rows`` to the runs already in ``path``; a rerun of a (config, seed) replaces it."""
+    previous = json.loads(path.read_text())["runs"] if path.exists() else []
+    fresh = {(r["config"], r["seed"]) for r in rows}
+    kept = [r for r in previous if (r["config"], r["seed"]) not in fresh]
+    return sorted(kept + rows, key=lambda r: (r["config"], r["seed"]))
+
+
+def median_table(rows: list[dict]) -> str:
+    """Markdown table: per configuration, the median over seeds and the per-seed values."""
+    lines = [
+        "| config | seeds | anchor precision | label transfer | FOSCTTM |",
+        "|---|---|---|---|---|",
+    ]
+    for config in CONFIGS:
+        runs = [r for r in rows if r["config"] == config]
+        if not runs:
+            continue
+        cells = []
+        for metric in ("anchor_precision", "label_transfer_mean", "foscttm"):
+            values = [r[metric] for r in runs]
+            if np.all(np.isnan(values)):
+                cells.append("–")
+                continue
+            each = " / ".join(f"{v:.3f}" for v in values)
+            cells.append(f"**{np.median(values):.3f}** ({each})")
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {config} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

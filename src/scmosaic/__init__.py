@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, metrics, pp
+from . import datasets, metrics, pl, pp, tl
 from .model import SCMODAL
 
 try:
@@ -10,4 +10,4 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["SCMODAL", "datasets", "metrics", "pp", "__version__"]
+__all__ = ["SCMODAL", "datasets", "metrics", "pl", "pp", "tl", "__version__"]

@@ -1,0 +1,63 @@
+"""Datasets shared by the benchmark scripts (read from ../shared/data beside the repository).
+
+* ``hao``: the bundled Hao 2021 subset (800 paired CITE-seq cells, 224 ADTs), labels
+  ``celltype`` (level 1).
+* ``pbmc10k``: 10x PBMC 10k processed by the totalVI authors (6,855 paired cells, 4,000
+  genes, 14 ADTs), automated labels ``label_main_rna``.
+* ``sln``: the truly unpaired mouse spleen/lymph-node set, RNA of replicate 2 (day 2)
+  against ADT of replicate 1 (day 1), 110 ADTs, scored on the coarse label set
+  ``SLN_COARSE`` (doublets, dying T cells and erythrocytes get no coarse label and are
+  left out of scoring, not of integration). Protein -> gene links use the mouse TotalSeq
+  table from ../shared/data/adt_gene_maps, a test input that is never packaged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mudata
+
+import scmosaic
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna", "sln": "coarse_type"}
+PAIRED = {"hao": True, "pbmc10k": True, "sln": False}
+MOUSE_TABLE = SHARED / "adt_gene_maps" / "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv"
+# Both replicates were annotated separately: map their labels to one coarse set.
+SLN_COARSE = {
+    "B": ["Mature_Bcells", "MZ_and_Mature_Bcells", "Transitional_Bcells", "Bcells", "Dying_Bcells"],
+    "CD4 T": ["CD4_Tcells", "Treg", "CD4_CD122pos_Tcells"],
+    "CD8 T": ["CD8_Tcells", "CD8_CD122pos_Tcells"],
+    "NK": ["NKcells"],
+    "Myeloid": ["Monocytes_Macrophages_Neutrophils_DCs", "Neutrophil", "DCs", "DCs_11", "DCs_12"]
+    + ["Unknown_DC"],
+    "pDC": ["pDCs"],
+}
+
+
+def load_sln() -> mudata.MuData:
+    import anndata as ad
+
+    folder = SHARED / "totalvi_sln_unpaired_mouse"
+    rna = ad.read_h5ad(folder / "sln111_d2_rna.h5ad")
+    adt = ad.read_h5ad(folder / "sln111_d1_adt.h5ad")
+    # "ADT_CD115(CSF-1R)_A0105" -> "CD115(CSF-1R)"
+    adt.var_names = [name.split("_", 1)[1].rsplit("_", 1)[0] for name in adt.var_names]
+    coarse = {fine: c for c, fines in SLN_COARSE.items() for fine in fines}
+    for adata in (rna, adt):
+        adata.obs["coarse_type"] = adata.obs["cell_type"].astype(str).map(coarse)
+    return mudata.MuData({"rna": rna, "adt": adt})
+
+
+def load(dataset: str) -> mudata.MuData:
+    """The raw-count MuData of ``dataset`` (modalities ``rna`` and ``adt``)."""
+    if dataset == "hao":
+        return scmosaic.datasets.hao2021_pbmc_cite()
+    if dataset == "sln":
+        return load_sln()
+    return mudata.read_h5mu(SHARED / "totalvi_pbmc10k_cite" / "totalvi_pbmc10k_cite.h5mu")
+
+
+def full_table(dataset: str):
+    """Protein -> gene table for ``dataset``: ``None`` means scmosaic's packaged human table."""
+    return MOUSE_TABLE if dataset == "sln" else None

@@ -1,0 +1,263 @@
+"""`scmosaic integrate`: files in, integrated MuData and JSON summary out; exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from scmosaic.__main__ import main
+
+PROTEINS = {
+    "CD3": "CD3E",
+    "CD4": "CD4",
+    "CD8": "CD8A",
+    "CD14": "CD14",
+    "CD19": "CD19",
+    "CD56": "NCAM1",
+    "HLA-DR": "HLA-DRA",
+    "CD16": "FCGR3A",
+}
+FAST = ["--max-steps", "20", "--threads", "1", "--quiet"]
+
+
+def _counts(n_cells, n_features, types, markers, rng):
+    """Poisson counts with a cell-type program; marker columns high in their type."""
+    rate = rng.gamma(2.0, 0.5, (3, n_features))
+    for t, cols in markers.items():
+        rate[t, cols] += 8.0
+    return sparse.csr_matrix(rng.poisson(rate[types]).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """rna.h5ad (150 x 60 genes), adt.h5ad (120 x 8 proteins), a protein->gene CSV.
+
+    Both files name their cells cell0, cell1, ... so the names overlap.
+    """
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    genes = list(PROTEINS.values()) + [f"GENE{i}" for i in range(60 - len(PROTEINS))]
+    proteins = list(PROTEINS)
+    labels = np.array(["T", "B", "Mono"])
+    # T: CD3E/CD4/CD8A, B: CD19/HLA-DRA, Mono: CD14/HLA-DRA/FCGR3A
+    markers_rna = {0: [0, 1, 2], 1: [4, 6], 2: [3, 6, 7]}
+    out = {}
+    for name, n, features, markers in (
+        ("rna", 150, genes, markers_rna),
+        ("adt", 120, proteins, markers_rna),
+    ):
+        types = rng.integers(0, 3, n)
+        adata = ad.AnnData(
+            _counts(n, len(features), types, markers, rng),
+            obs=pd.DataFrame(
+                {"celltype": pd.Categorical(labels[types])}, index=[f"cell{i}" for i in range(n)]
+            ),
+            var=pd.DataFrame(index=features),
+        )
+        adata.layers["raw"] = adata.X.copy()
+        path = root / f"{name}.h5ad"
+        adata.write_h5ad(path)
+        out[name] = path
+    table = root / "table.csv"
+    pd.DataFrame({"protein": proteins, "genes": list(PROTEINS.values())}).to_csv(table, index=False)
+    out["table"] = table
+    out["root"] = root
+    return out
+
+
+def _inputs(files):
+    return ["--h5ad", f"rna={files['rna']}", "--h5ad", f"adt={files['adt']}"]
+
+
+def _check_output(out, summary_path, n_rna=150, n_adt=120):
+    mdata = md.read_h5mu(out)
+    latent_dims = set()
+    for m, n in (("rna", n_rna), ("adt", n_adt)):
+        latent = mdata[m].obsm["X_scmodal"]
+        assert latent.shape[0] == n
+        assert np.isfinite(latent).all()
+        latent_dims.add(latent.shape[1])
+    assert len(latent_dims) == 1
+    summary = json.loads(summary_path.read_text())
+    assert summary["n_cells"] == {"rna": n_rna, "adt": n_adt}
+    assert summary["modalities"] == ["rna", "adt"]
+    assert summary["training"]["iterations"] == 20
+    assert summary["training"]["train_seconds"] > 0
+    assert "loss_total" in summary["final_losses"]
+    assert summary["latent_key"] == "X_scmodal"
+    return mdata, summary
+
+
+def test_h5ad_table_links(files, tmp_path, capsys):
+    before = ad.read_h5ad(files["adt"]).obs_names.tolist()
+    out = tmp_path / "res" / "integrated.h5mu"
+    code = main(
+        ["integrate", *_inputs(files), "--links", "table", "--table", str(files["table"])]
+        + ["--out", str(out), "--save-model", str(tmp_path / "model"), *FAST]
+    )
+    assert code == 0
+    mdata, summary = _check_output(out, out.with_suffix(".json"))
+    links = summary["links"]
+    assert links["source"] == "table" and links["by"] == "table"
+    assert links["n_linked_features"] == 8 and links["modalities"] == ["adt", "rna"]
+    assert links["table"] == str(files["table"])
+    assert summary["obs_names_prefixed"] is True
+    assert mdata["rna"].obs_names[0] == "rna:cell0"
+    assert mdata["adt"].obs["original_obs_name"].iloc[0] == "cell0"
+    assert mdata["adt"].obsm["linked_rna"].shape == (120, 8)
+    assert summary["inputs"]["h5ad"]["rna"] == str(files["rna"].resolve())
+    assert (tmp_path / "model" / "model.pt").exists()
+    assert summary["outputs"]["model"] == str((tmp_path / "model").resolve())
+    # the input file is unchanged; --quiet prints nothing
+    assert ad.read_h5ad(files["adt"]).obs_names.tolist() == before
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_names_links_layer_no_preprocess_and_progress_log(files, tmp_path, capsys):
+    out = tmp_path / "names.h5mu"
+    summary_path = tmp_path / "meta" / "summary.json"
+    fast = [a for a in FAST if a != "--quiet"]
+    code = main(
+        ["integrate", *_inputs(files), "--links", "names", "--layer", "raw", "--no-preprocess"]
+        + ["--out", str(out), "--summary", str(summary_path), *fast]
+    )
+    assert code == 0
+    mdata, summary = _check_output(out, summary_path)
+    assert summary["links"]["source"] == "names"
+    assert summary["links"]["n_linked_features"] == 3  # CD4, CD14, CD19
+    assert summary["preprocess"] is False and summary["layer"] == "raw"
+    assert mdata["rna"].n_vars == 60  # not reduced to HVGs
+    captured = capsys.readouterr()
+    for step in ("Reading", "Linking", "Training", "Writing"):
+        assert f"scmosaic: {step}" in captured.err
+    assert "integrated rna 150, adt 120 cells" in captured.out
+    # the CLI leaves no handler behind: library calls stay quiet
+    assert logging.getLogger("scmosaic").handlers == []
+
+
+def test_mudata_input_cca_from_labels(files, tmp_path):
+    rna, adt = ad.read_h5ad(files["rna"]), ad.read_h5ad(files["adt"])
+    rna.obs_names = [f"r{i}" for i in range(rna.n_obs)]
+    extra = ad.AnnData(np.ones((5, 2), np.float32))
+    md.MuData({"rna": rna, "adt": adt, "other": extra}).write(tmp_path / "in.h5mu")
+    out = tmp_path / "cca.h5mu"
+    code = main(
+        ["integrate", "--mudata", str(tmp_path / "in.h5mu"), "--modalities", "rna", "adt"]
+        + ["--links", "cca", "--cca-init", "labels", "--labels-key", "celltype"]
+        + ["--out", str(out), *FAST]
+    )
+    assert code == 0
+    mdata, summary = _check_output(out, out.with_suffix(".json"))
+    assert set(mdata.mod) == {"rna", "adt"}
+    links = summary["links"]
+    assert links["source"] == "cca" and links["init"] == "labels"
+    assert links["n_linked_features"] == 7  # capped: 8 proteins -> 7 components
+    assert mdata["adt"].obsm["X_cca"].shape == (120, 7)
+    assert summary["obs_names_prefixed"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--h5ad", "rna={missing}", "--h5ad", "adt={adt}"], "{missing}"),
+        (["--h5ad", "rna={table}", "--h5ad", "adt={adt}"], "{table}"),
+        (["--h5ad", "rna={bad}", "--h5ad", "adt={adt}"], "{bad}"),
+        (["--mudata", "{rna}"], "{rna}"),
+        (["--h5ad", "rna={rna}", "--h5ad", "adt={adt}", "--modalities", "rna", "prot"], "'prot'"),
+        (["--h5ad", "rna={rna}", "--h5ad", "adt={adt}", "--layer", "nope"], "'nope'"),
+    ],
+    ids=["missing-file", "not-h5ad", "unreadable", "h5ad-as-mudata", "modality", "layer"],
+)
+def test_input_errors_exit_3(files, tmp_path, capsys, args, needle):
+    bad = tmp_path / "broken.h5ad"
+    bad.write_text("not hdf5")
+    paths = {
+        "missing": tmp_path / "nope.h5ad",
+        "table": files["table"],
+        "bad": bad,
+        "rna": files["rna"],
+        "adt": files["adt"],
+    }
+    args = [a.format(**paths) for a in args]
+    code = main(
+        ["integrate", *args, "--links", "table", "--table", str(files["table"])]
+        + ["--out", str(tmp_path / "o.h5mu"), *FAST]
+    )
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scmosaic: error: ")
+    assert needle.format(**paths) in err[0]
+    assert not (tmp_path / "o.h5mu").exists()
+
+
+def test_data_errors_exit_3(files, tmp_path, capsys):
+    base = ["integrate", *_inputs(files), "--out", str(tmp_path / "o.h5mu"), *FAST]
+    assert main([*base, "--links", "table", "--table", str(tmp_path / "none.csv")]) == 3
+    assert "none.csv" in capsys.readouterr().err
+    assert main([*base, "--links", "cca", "--labels-key", "donor"]) == 3
+    err = capsys.readouterr().err
+    assert "'donor'" in err and "rna" in err
+    bad_table = tmp_path / "bad.csv"
+    pd.DataFrame({"x": ["CD3"], "y": ["CD3E"]}).to_csv(bad_table, index=False)
+    assert main([*base, "--links", "table", "--table", str(bad_table)]) == 3
+    assert "bad.csv" in capsys.readouterr().err
+    # validation errors from scmosaic: nothing links by name
+    unrelated = pd.DataFrame({"protein": ["CD3"], "genes": ["NOTAGENE"]})
+    unrelated.to_csv(tmp_path / "unrelated.csv", index=False)
+    assert main([*base, "--links", "table", "--table", str(tmp_path / "unrelated.csv")]) == 3
+    assert "No feature of 'adt' links" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--links", "table", "--table", "t.csv"],  # no input
+        ["--h5ad", "rna=a.h5ad", "--h5ad", "adt=b.h5ad", "--table", "t.csv"],  # no --out
+        ["--h5ad", "rna=a.h5ad", "--h5ad", "adt=b.h5ad", "--out", "o.h5mu"],  # table w/o --table
+        ["--mudata", "a.h5mu", "--links", "cca", "--out", "o.h5mu"],  # cca labels w/o key
+        ["--h5ad", "rna", "--out", "o.h5mu", "--table", "t.csv"],  # not NAME=PATH
+        ["--h5ad", "rna=a.h5ad", "--h5ad", "rna=b.h5ad", "--out", "o.h5mu", "--table", "t.csv"],
+        ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--max-steps", "0"],
+    ],
+)
+def test_usage_errors_exit_2(args, capsys):
+    assert main(["integrate", *args]) == 2
+    assert "scmosaic integrate: error:" in capsys.readouterr().err
+
+
+def test_help_documents_options_and_exit_codes(capsys):
+    assert main(["integrate", "--help"]) == 0
+    text = capsys.readouterr().out
+    expected = (
+        ["--mudata", "--h5ad", "--modalities", "--links", "--table", "--cca-init"]
+        + ["--labels-key", "--preprocess", "--max-steps", "--preset", "--seed", "--threads"]
+        + ["--accelerator", "--out", "--summary", "--save-model", "--quiet", "--verbose"]
+        + ["X_scmodal", "exit codes", "scmosaic integrate --h5ad"]
+    )
+    for option in expected:
+        assert option in text
+
+
+def test_bundled_hao_with_packaged_table(tmp_path):
+    import scmosaic
+
+    scmosaic.datasets.hao2021_pbmc_cite().write(tmp_path / "hao.h5mu")
+    out = tmp_path / "hao_out.h5mu"
+    code = main(
+        ["integrate", "--mudata", str(tmp_path / "hao.h5mu"), "--table", "packaged"]
+        + ["--out", str(out), *FAST]
+    )
+    assert code == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["n_cells"] == {"rna": 1200, "adt": 1200}
+    assert summary["links"]["table"] == "packaged"
+    assert summary["links"]["n_linked_features"] > 50
+    assert md.read_h5mu(out)["adt"].obsm["X_scmodal"].shape[0] == 1200

@@ -1,0 +1,98 @@
+"""scmosaic.tl.transfer_labels: exact behaviour on hand-made embeddings."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from mudata import MuData
+
+import scmosaic
+
+
+def _mdata(seed: int = 0) -> MuData:
+    rng = np.random.default_rng(seed)
+    centres = {"T": [0.0, 0.0], "B": [10.0, 0.0], "NK": [0.0, 10.0]}
+    ref_lab = np.repeat(["T", "B", "NK"], 30)
+    ref = np.array([centres[c] for c in ref_lab]) + rng.normal(0, 0.5, (90, 2))
+    # B cells mirror T cells about x = 5, so a cell on that line has as many T as B voters.
+    ref[30:60] = np.column_stack([10.0 - ref[:30, 0], ref[:30, 1]])
+    # Query: T and B cells near their reference, plus 10 cells midway between T and B.
+    qry_lab = np.repeat(["T", "B", "mid"], [20, 20, 10])
+    mid = np.array([5.0, 0.0])
+    qry = np.vstack(
+        [
+            np.array([centres["T"]] * 20) + rng.normal(0, 0.5, (20, 2)),
+            np.array([centres["B"]] * 20) + rng.normal(0, 0.5, (20, 2)),
+            mid + np.column_stack([np.zeros(10), rng.normal(0, 0.2, 10)]),
+        ]
+    )
+    rna = ad.AnnData(np.zeros((90, 3), np.float32), obs=pd.DataFrame({"ct": ref_lab}))
+    rna.obs_names = [f"r{i}" for i in range(90)]
+    rna.obsm["X_scmodal"] = ref
+    adt = ad.AnnData(np.zeros((50, 2), np.float32), obs=pd.DataFrame({"truth": qry_lab}))
+    adt.obs_names = [f"a{i}" for i in range(50)]
+    adt.obsm["X_scmodal"] = qry
+    return MuData({"rna": rna, "adt": adt})
+
+
+def test_transfer_writes_labels_and_confidence():
+    mdata = _mdata()
+    before = mdata["rna"].obs.copy()
+    res = scmosaic.tl.transfer_labels(mdata, "rna", "adt", "ct", k=20)
+    obs = mdata["adt"].obs
+    assert list(res.columns) == ["label", "confidence"]
+    assert (res.index == obs.index).all()
+    assert obs["ct_transferred"].tolist() == res["label"].tolist()
+    np.testing.assert_array_equal(obs["ct_transferred_confidence"], res["confidence"])
+    truth = obs["truth"].to_numpy()
+    clear = truth != "mid"
+    assert (res["label"].to_numpy()[clear] == truth[clear]).all()
+    assert (res["confidence"].to_numpy()[clear] == 1.0).all()
+    # Cells midway between T and B get split votes, so lower confidence.
+    assert res["confidence"].to_numpy()[~clear].max() <= 0.6
+    pd.testing.assert_frame_equal(mdata["rna"].obs, before)  # reference untouched
+
+
+def test_unknown_below_min_confidence():
+    mdata = _mdata()
+    res = scmosaic.tl.transfer_labels(
+        mdata, "rna", "adt", "ct", k=20, min_confidence=0.8, key_added="pred"
+    )
+    truth = mdata["adt"].obs["truth"].to_numpy()
+    labels = res["label"].astype(str).to_numpy()
+    assert (labels[truth == "mid"] == "unknown").all()
+    assert (labels[truth != "mid"] != "unknown").all()
+    assert "unknown" in res["label"].cat.categories
+    assert "pred" in mdata["adt"].obs and "pred_confidence" in mdata["adt"].obs
+
+
+def test_confidence_is_vote_fraction():
+    rna = ad.AnnData(np.zeros((4, 1), np.float32), obs=pd.DataFrame({"ct": list("aabb")}))
+    rna.obs_names = list("wxyz")
+    rna.obsm["X_scmodal"] = np.array([[0.0], [0.1], [1.0], [5.0]])
+    adt = ad.AnnData(np.zeros((1, 1), np.float32))
+    adt.obs_names = ["q"]
+    adt.obsm["X_scmodal"] = np.array([[0.4]])
+    res = scmosaic.tl.transfer_labels(MuData({"rna": rna, "adt": adt}), "rna", "adt", "ct", k=3)
+    assert res["label"].tolist() == ["a"] and res["confidence"].tolist() == pytest.approx([2 / 3])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"reference": "atac"}, KeyError, "Reference modality 'atac'"),
+        ({"query": "atac"}, KeyError, "Query modality 'atac'"),
+        ({"labels_key": "missing"}, KeyError, "has no `.obs\\['missing'\\]`"),
+        ({"basis": "X_umap"}, KeyError, "Modality 'rna' has no `.obsm\\['X_umap'\\]`"),
+        ({"min_confidence": 1.5}, ValueError, "min_confidence"),
+        ({"min_confidence": 0.5, "unknown_label": "T"}, ValueError, "unknown_label"),
+    ],
+)
+def test_clear_errors(kwargs, error, match):
+    args = {"reference": "rna", "query": "adt", "labels_key": "ct"} | kwargs
+    mdata = _mdata()
+    with pytest.raises(error, match=match):
+        scmosaic.tl.transfer_labels(mdata, **args)
+    assert "ct_transferred" not in mdata["adt"].obs
