@@ -13,13 +13,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mudata
 
 import scmosaic
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the repository, or SCMOSAIC_SHARED_DATA (e.g. on a machine without it).
+SHARED = Path(
+    os.environ.get("SCMOSAIC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna", "sln": "coarse_type"}
 PAIRED = {"hao": True, "pbmc10k": True, "sln": False}
 MOUSE_TABLE = SHARED / "adt_gene_maps" / "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv"

@@ -49,6 +49,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,9 @@ def protein_gene_pairs(mdata, dataset: str) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------- methods
 
 
-def run_scmodal(dataset: str, variant: str, seed: int, cca: bool, steps: int | None):
+def run_scmodal(
+    dataset: str, variant: str, seed: int, cca: bool, steps: int | None, accelerator: str
+):
     import scvi
 
     import scmosaic
@@ -118,7 +121,7 @@ def run_scmodal(dataset: str, variant: str, seed: int, cca: bool, steps: int | N
     )
     scvi.settings.seed = seed
     model = scmosaic.SCMODAL(processed, seed=seed)
-    model.train(max_steps=steps, enable_progress_bar=False)
+    model.train(max_steps=steps, accelerator=accelerator, enable_progress_bar=False)
     latent = model.get_latent_representation()
     seconds = time.perf_counter() - start
     info = {"iterations": model.n_iterations_trained_}
@@ -212,7 +215,7 @@ def run_maxfuse(dataset: str, variant: str, seed: int):
     return mdata, np.asarray(emb_rna), np.asarray(emb_adt), seconds, info
 
 
-def run_totalvi(dataset: str, seed: int):
+def run_totalvi(dataset: str, seed: int, accelerator: str):
     """totalVI on the paired cells; the halves split (same seed) is scored afterwards."""
     import scanpy as sc
     import scvi
@@ -222,7 +225,8 @@ def run_totalvi(dataset: str, seed: int):
     mdata = load(dataset)
     halves = scmosaic.datasets.hide_pairing(mdata, mode="halves", seed=seed)
     start = time.perf_counter()
-    rna = mdata["rna"].copy()
+    paired = mdata["rna"].obs_names.intersection(mdata["adt"].obs_names, sort=False)
+    rna = mdata["rna"][paired].copy()
     rna.layers["counts"] = rna.X.copy()
     sc.pp.normalize_total(rna)
     sc.pp.log1p(rna)
@@ -234,12 +238,12 @@ def run_totalvi(dataset: str, seed: int):
     scvi.settings.seed = seed
     scvi.model.TOTALVI.setup_anndata(rna, layer="counts", protein_expression_obsm_key="protein")
     model = scvi.model.TOTALVI(rna)
-    model.train(enable_progress_bar=False)
+    model.train(accelerator=accelerator, enable_progress_bar=False)
     z = model.get_latent_representation()
     seconds = time.perf_counter() - start
     index = {cell: i for i, cell in enumerate(rna.obs_names)}
     emb = [z[[index[c] for c in halves[m].obs["cell_id"]]] for m in ("rna", "adt")]
-    info = {"epochs": int(model.history["train_loss_epoch"].shape[0])}
+    info = {"epochs": int(model.history["elbo_train"].shape[0])}
     return halves, emb[0], emb[1], seconds, info
 
 
@@ -279,7 +283,19 @@ def score(mdata, dataset: str, variant: str, emb_rna, emb_adt) -> dict:
     return out
 
 
-def run_one(dataset: str, variant: str, method: str, seed: int, steps: int | None) -> dict:
+def device_name(accelerator: str) -> str:
+    import platform
+
+    import torch
+
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, 1 thread per run)"
+
+
+def run_one(
+    dataset: str, variant: str, method: str, seed: int, steps: int | None, accelerator: str
+) -> dict:
     import mudata
     import scvi
     import torch
@@ -288,13 +304,13 @@ def run_one(dataset: str, variant: str, method: str, seed: int, steps: int | Non
     scvi.settings.num_threads = 1
     torch.set_num_threads(1)
     if method == "scmodal_table":
-        result = run_scmodal(dataset, variant, seed, cca=False, steps=steps)
+        result = run_scmodal(dataset, variant, seed, False, steps, accelerator)
     elif method == "scmodal_table_cca":
-        result = run_scmodal(dataset, variant, seed, cca=True, steps=steps)
+        result = run_scmodal(dataset, variant, seed, True, steps, accelerator)
     elif method == "maxfuse":
         result = run_maxfuse(dataset, variant, seed)
     else:
-        result = run_totalvi(dataset, seed)
+        result = run_totalvi(dataset, seed, accelerator)
     mdata, emb_rna, emb_adt, seconds, info = result
     row = {
         "dataset": dataset,
@@ -304,6 +320,7 @@ def run_one(dataset: str, variant: str, method: str, seed: int, steps: int | Non
         "n_cells": {"rna": int(mdata["rna"].n_obs), "adt": int(mdata["adt"].n_obs)},
         "embedding_dims": int(emb_rna.shape[1]),
         "seconds": seconds,
+        "device": device_name(accelerator if method != "maxfuse" else "cpu"),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         **info,
     }
@@ -446,50 +463,56 @@ def main() -> None:
     parser.add_argument(
         "--one", nargs=4, metavar=("DATASET", "VARIANT", "METHOD", "SEED"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--accelerator", default="cpu", help="for SCMODAL and totalVI (MaxFuse is CPU only)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 per core)")
     args = parser.parse_args()
     out = Path(args.out)
     folder = out / "compare"
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
         dataset, variant, method, seed = args.one
-        row = run_one(dataset, variant, method, int(seed), STEPS[dataset])
+        row = run_one(dataset, variant, method, int(seed), STEPS[dataset], args.accelerator)
         (folder / f"{dataset}_{variant}_{method}_seed{seed}.json").write_text(
             json.dumps(row, indent=2)
         )
         print(json.dumps(row), flush=True)
         return
     if not args.summarize:
-        env = os.environ | {
-            "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "NUMBA_NUM_THREADS": "1",
-        }
-        for seed in args.seeds:
-            for dataset in args.datasets:
-                for method in args.methods:
-                    for variant in variants(dataset, method):
-                        if args.variants and variant not in args.variants:
-                            continue
-                        path = folder / f"{dataset}_{variant}_{method}_seed{seed}.json"
-                        if path.exists() and not args.rerun:
-                            continue
-                        print(f"running {path.name}", flush=True)
-                        cmd = [
-                            sys.executable,
-                            __file__,
-                            "--out",
-                            str(out),
-                            "--one",
-                            dataset,
-                            variant,
-                            method,
-                            str(seed),
-                        ]
-                        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                        if done.returncode != 0:
-                            print(f"FAILED {path.name}:\n{done.stderr[-3000:]}", flush=True)
+        todo = [
+            (dataset, variant, method, seed)
+            for seed in args.seeds
+            for dataset in args.datasets
+            for method in args.methods
+            for variant in variants(dataset, method)
+            if not args.variants or variant in args.variants
+        ]
+        todo = [
+            run
+            for run in todo
+            if args.rerun or not (folder / "{}_{}_{}_seed{}.json".format(*run)).exists()
+        ]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for line in pool.map(lambda run: launch(run, out, args.accelerator), todo):
+                print(line, flush=True)
     print(summarize(folder, out))
+
+
+def launch(run: tuple[str, str, str, int], out: Path, accelerator: str) -> str:
+    """Run one (dataset, variant, method, seed) in a fresh single-threaded process."""
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1",
+    }
+    name = "{}_{}_{}_seed{}".format(*run)
+    cmd = [sys.executable, __file__, "--out", str(out), "--accelerator", accelerator, "--one"]
+    done = subprocess.run(cmd + [str(x) for x in run], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"FAILED {name}:\n{done.stderr[-3000:]}"
+    return f"done {name}"
 
 
 if __name__ == "__main__":

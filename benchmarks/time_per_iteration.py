@@ -1,7 +1,9 @@
 """Median wall time of one SCMODAL training iteration on the Hao subset (pairing hidden).
 
 Usage: python benchmarks/time_per_iteration.py [--iterations 200] [--threads 1]
-Writes benchmarks/results/time_per_iteration.json and prints a table.
+[--accelerator gpu]. Writes benchmarks/results/time_per_iteration.json (CPU) or
+time_per_iteration_gpu.json and prints a table. On a GPU each iteration's time ends with
+``torch.cuda.synchronize()`` so queued kernels are counted.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ class IterationTimer(Callback):
         self.times: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self.times.append(time.perf_counter() - self._start)
 
 
@@ -36,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     mudata.set_options(pull_on_update=False)
@@ -50,7 +57,12 @@ def main() -> None:
         model = scmosaic.SCMODAL(mdata, preset=preset)
         timer = IterationTimer()
         # 20 warm-up iterations are dropped from the statistics
-        model.train(max_steps=args.iterations + 20, enable_progress_bar=False, callbacks=[timer])
+        model.train(
+            max_steps=args.iterations + 20,
+            accelerator=args.accelerator,
+            enable_progress_bar=False,
+            callbacks=[timer],
+        )
         times = np.array(timer.times[20:])
         results[preset] = {
             "median_s": float(np.median(times)),
@@ -61,15 +73,17 @@ def main() -> None:
     results["ratio_default_over_reference"] = (
         results["default"]["median_s"] / results["reference"]["median_s"]
     )
+    gpu = args.accelerator != "cpu" and torch.cuda.is_available()
     results["machine"] = {
         "processor": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "device": "cpu",
+        "device": torch.cuda.get_device_name(0) if gpu else "cpu",
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "time_per_iteration.json").write_text(json.dumps(results, indent=2))
+    name = "time_per_iteration_gpu.json" if gpu else "time_per_iteration.json"
+    (out / name).write_text(json.dumps(results, indent=2))
     print("| preset | median s/iteration | p10 | p90 |\n|---|---|---|---|")
     for preset in ("reference", "default"):
         r = results[preset]
