@@ -35,7 +35,7 @@ Methods:
 
 Metrics: 1-NN label transfer (Euclidean) in both directions, their mean and macro-F1;
 FOSCTTM symmetric Euclidean on the full embedding and MaxFuse-style (one-sided,
-1 - Pearson, first 15 dimensions); confidence check: RNA->ADT kNN transfer (k=15), the
+1 - Pearson, first 15 dimensions, or all where there are fewer); confidence check: RNA->ADT kNN transfer (k=15), the
 accuracy of the 80% most confident cells against all cells; wall time of the method
 (after loading) and the process's peak RSS.
 """
@@ -279,7 +279,12 @@ def score(mdata, dataset: str, variant: str, emb_rna, emb_adt) -> dict:
         partner = {c: i for i, c in enumerate(mdata["adt"].obs["cell_id"])}
         order = np.array([partner[c] for c in mdata["rna"].obs["cell_id"]])
         out["foscttm_symmetric_euclidean"] = foscttm(emb_rna, emb_adt[order])
-        out["foscttm_maxfuse"] = foscttm_maxfuse(emb_rna, emb_adt[order])
+        if emb_rna.shape[1] >= 15:
+            out["foscttm_maxfuse"] = foscttm_maxfuse(emb_rna, emb_adt[order])
+        else:  # MaxFuse on 14 ADTs has 13 CCA dimensions: use all of them
+            out["foscttm_maxfuse"] = foscttm(
+                emb_rna, emb_adt[order], metric="pearson", symmetric=False
+            )
     return out
 
 
@@ -364,8 +369,8 @@ def summarize(folder: Path, out: Path) -> str:
         "(upper bound).",
         "",
     ]
-    header = "| dataset | variant | method | seeds | " + " | ".join(m[1] for m in METRICS) + " |"
-    lines += [header, "|" + "---|" * (4 + len(METRICS))]
+    header = "| dataset | variant | method | seeds | " + " | ".join(m[1] for m in METRICS)
+    lines += [header + " | device |", "|" + "---|" * (5 + len(METRICS))]
     for dataset in DATASETS:
         for variant in ("shuffle", "halves", "unpaired"):
             for method in METHODS:
@@ -381,8 +386,11 @@ def summarize(folder: Path, out: Path) -> str:
                     for k, _ in METRICS
                 ]
                 seeds = ",".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"]))
+                devices = "; ".join(sorted({r.get("device", "?").split(" (")[0] for r in group}))
                 lines.append(
-                    f"| {dataset} | {variant} | {method} | {seeds} | " + " | ".join(cells) + " |"
+                    f"| {dataset} | {variant} | {method} | {seeds} | "
+                    + " | ".join(cells)
+                    + f" | {devices} |"
                 )
     text = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(text)
