@@ -129,6 +129,11 @@ def test_normalize_feature_name():
     assert normalize_feature_name("HLA-DR") == "hla.dr"
     assert normalize_feature_name("CD11a/CD18") == "cd11a.cd18"
     assert normalize_feature_name("CD3_TotalSeqB") == "cd3"
+    # CITE-seq-Count / Cell Ranger decorations: ADT_ prefix, TotalSeq catalogue number
+    assert normalize_feature_name("ADT_CD102_A0104") == "cd102"
+    assert normalize_feature_name("CD3-B0034") == "cd3"
+    assert normalize_feature_name("adt.CD4") == "cd4"
+    assert normalize_feature_name("CD45RA") == "cd45ra"  # no catalogue number to strip
     assert normalize_feature_name(" CD24_TotalA ") == "cd24"
     assert normalize_feature_name("TCR Vα24-Jα18") == "tcr.v.24.j.18"
     assert normalize_feature_name("(CD45R)") == "cd45r"

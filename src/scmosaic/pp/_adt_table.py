@@ -15,6 +15,18 @@ import pandas as pd
 __all__ = ["load_adt_gene_table", "match_proteins", "normalize_feature_name"]
 
 _TOTALSEQ_SUFFIX = re.compile(r"[\s_-]*total(?:seq)?[\s_-]*[abc]$", re.IGNORECASE)
+# BioLegend TotalSeq catalogue numbers ("ADT_CD115_A0105", "CD3-B0034") and the "ADT_"
+# prefix that CITE-seq-Count and Cell Ranger feature references often add.
+_CATALOGUE_SUFFIX = re.compile(r"[\s_.-]+[abcd]0\d{3}$", re.IGNORECASE)
+_ADT_PREFIX = re.compile(r"^adt[\s_.-]+", re.IGNORECASE)
+
+
+def _strip_decorations(name: object) -> str:
+    """Name without an ``ADT_`` prefix, a TotalSeq suffix or a TotalSeq catalogue number."""
+    stripped = _ADT_PREFIX.sub("", str(name).strip())
+    stripped = _CATALOGUE_SUFFIX.sub("", stripped)
+    return _TOTALSEQ_SUFFIX.sub("", stripped)
+
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _CLONE_SUFFIX = re.compile(r"\.\d+$")
 # A dot is dropped for loose matching unless it separates two digits: "cd4.1" must
@@ -38,8 +50,9 @@ TableLike = str | PathLike | pd.DataFrame | Mapping[str, object] | None
 def normalize_feature_name(name: str) -> str:
     """Normalise an antibody/feature name for matching.
 
-    Strips surrounding whitespace and a TotalSeq suffix (``_TotalSeqB``,
-    ``-TotalSeqC``, `` TotalSeqA``, ``_TotalA``), lowercases, maps every run of
+    Strips surrounding whitespace, an ``ADT_`` prefix, a TotalSeq catalogue number
+    (``_A0105``, ``-B0034``) and a TotalSeq suffix (``_TotalSeqB``, ``-TotalSeqC``,
+    `` TotalSeqA``, ``_TotalA``), lowercases, maps every run of
     non-ASCII-alphanumeric characters (punctuation, spaces, Greek letters, ...)
     to a single ``"."`` and strips leading/trailing dots.
 
@@ -63,8 +76,10 @@ def normalize_feature_name(name: str) -> str:
     'cd3'
     >>> normalize_feature_name("TCR Vδ2")
     'tcr.v.2'
+    >>> normalize_feature_name("ADT_CD115(CSF-1R)_A0105")
+    'cd115.csf.1r'
     """
-    stripped = _TOTALSEQ_SUFFIX.sub("", str(name).strip())
+    stripped = _strip_decorations(name)
     return _NON_ALNUM.sub(".", stripped.lower()).strip(".")
 
 
@@ -240,7 +255,7 @@ def match_proteins(protein_names: Iterable[str], table: TableLike = None) -> pd.
     records = []
     for name in protein_names:
         hit = lookup(name)
-        parts = _PARENTHESISED.match(_TOTALSEQ_SUFFIX.sub("", str(name).strip()))
+        parts = _PARENTHESISED.match(_strip_decorations(name))
         if hit is None and parts:
             hit = lookup(parts["inner"])
             hit = lookup(parts["outer"]) if hit is None else hit
