@@ -27,6 +27,7 @@ def _strip_decorations(name: object) -> str:
     stripped = _CATALOGUE_SUFFIX.sub("", stripped)
     return _TOTALSEQ_SUFFIX.sub("", stripped)
 
+
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _CLONE_SUFFIX = re.compile(r"\.\d+$")
 # A dot is dropped for loose matching unless it separates two digits: "cd4.1" must
