@@ -85,12 +85,17 @@ def _log_normalise(block: np.ndarray, library: np.ndarray, target: float) -> np.
     return np.log1p(block * scale[:, None])
 
 
+def _column_means(x: sparse.spmatrix) -> np.ndarray:
+    return np.asarray(x.mean(0)).ravel()
+
+
 def smoothing_operator(
     counts, n_neighbors: int, n_pcs: int = 30, seed: int = 0
 ) -> sparse.csr_matrix:
     """Row-stochastic kNN averaging operator of a modality, from its full features.
 
-    Counts are normalised, log1p-transformed, z-scored and reduced by PCA; each cell is then
+    Counts are normalised, log1p-transformed, scaled to unit variance and reduced by PCA
+    (sparse throughout: memory O(nnz), not O(n_cells x n_features)); each cell is then
     averaged with its ``n_neighbors - 1`` nearest neighbours. Averaging over similar cells of
     the same modality denoises the few linked features a cell has (measured on the Hao
     subset: minibatch anchor precision 0.76 -> 0.87 with 15 neighbours).
@@ -98,9 +103,20 @@ def smoothing_operator(
     adata = ad.AnnData(sparse.csr_matrix(counts, dtype=np.float32))
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
-    sc.pp.scale(adata, max_value=10)
+    # Unit variance by a column rescaling, which keeps the matrix sparse; PCA then centres
+    # implicitly. (Centring explicitly, as sc.pp.scale does, densifies n_cells x n_features.)
+    x = sparse.csr_matrix(adata.X)
+    mean = _column_means(x)
+    std = np.sqrt(
+        np.maximum(_column_means(x.power(2)) - mean**2, 0.0) * x.shape[0] / max(x.shape[0] - 1, 1)
+    )
+    std[~(std > 0)] = 1.0
+    # sc.pp.scale(max_value=10) clips z-scores at 10; for non-negative data the large ones
+    # are stored entries, so clip those at mean + 10 sd and stay sparse.
+    x.data = np.minimum(x.data, (mean + 10.0 * std)[x.indices]).astype(np.float32)
+    adata.X = sparse.csr_matrix(x @ sparse.diags((1.0 / std).astype(np.float32)))
     n_comps = min(n_pcs, adata.n_obs - 1, adata.n_vars - 1)
-    sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+    sc.pp.pca(adata, n_comps=n_comps, zero_center=True, random_state=seed)
     pcs = adata.obsm["X_pca"]
     # each cell is its own nearest neighbour, so rows average over n_neighbors cells
     graph = NearestNeighbors(n_neighbors=min(n_neighbors, adata.n_obs)).fit(pcs)
