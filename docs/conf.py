@@ -101,6 +101,7 @@ intersphinx_mapping = (
         "pandas": ("https://pandas.pydata.org/pandas-docs/stable/", None),
         "scipy": ("https://docs.scipy.org/doc/scipy/", None),
         "sklearn": ("https://scikit-learn.org/stable/", None),
+        "matplotlib": ("https://matplotlib.org/stable/", None),
     }
     if INTERSPHINX
     else {}
@@ -113,6 +114,7 @@ nitpicky = True
 _THIRD_PARTY = (
     "anndata", "mudata", "scanpy", "scvi", "torch", "lightning", "numpy", "np", "pandas",
     "pd", "scipy", "sklearn", "collections", "os", "pathlib", "typing", "numbers",
+    "matplotlib",
 )  # fmt: skip
 nitpick_ignore_regex = [
     # Type-hint aliases and names that no inventory documents.
