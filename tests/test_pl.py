@@ -61,6 +61,17 @@ def test_loss_curves_axes_keys_and_iterations(trained, tmp_path):
     assert ax.get_xlabel() == "iteration"
 
 
+def test_loss_curves_separate_panels(trained):
+    model, _ = trained
+    keys = ["loss_total", "loss_anchor", "loss_adversarial", "loss_reconstruction"]
+    fig = scmosaic.pl.loss_curves(model, keys, separate=True, show=False)
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert [a.get_title() for a in visible] == keys
+    assert all(len(a.get_lines()) == 1 for a in visible)
+    with pytest.raises(ValueError, match="separate=True"):
+        scmosaic.pl.loss_curves(model, separate=True, ax=plt.subplots()[1], show=False)
+
+
 def test_loss_curves_given_ax_history_and_errors(trained):
     model, _ = trained
     fig, ax = plt.subplots()

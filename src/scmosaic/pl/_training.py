@@ -38,6 +38,7 @@ def loss_curves(
     model,
     keys: str | Sequence[str] | None = None,
     *,
+    separate: bool = False,
     ax=None,
     show: bool | None = None,
     save: str | Path | None = None,
@@ -58,8 +59,11 @@ def loss_curves(
         DataFrames, e.g. of a reloaded model; the x axis is then the epoch).
     keys
         History keys to draw (default: every ``loss_*`` key).
+    separate
+        One panel per key, each on its own scale (terms of very different size, such as
+        ``loss_total`` and ``loss_anchor``, stay readable). Returns the Figure.
     ax
-        Axes to draw into (default: a new figure).
+        Axes to draw into (default: a new figure); not with ``separate=True``.
     show
         Show the figure and return ``None``; ``False`` returns the Axes. ``None`` follows
         :attr:`scanpy.settings.autoshow`, as in scanpy.
@@ -69,13 +73,15 @@ def loss_curves(
 
     Returns
     -------
-    The :class:`~matplotlib.axes.Axes` if ``show`` is ``False``, else ``None``.
+    The :class:`~matplotlib.axes.Axes` (the :class:`~matplotlib.figure.Figure` with
+    ``separate=True``) if ``show`` is ``False``, else ``None``.
 
     Examples
     --------
     >>> model.train(max_steps=2000)
     >>> ax = scmosaic.pl.loss_curves(model, show=False)
     >>> scmosaic.pl.loss_curves(model, ["loss_anchor", "loss_adversarial"], save="losses.png")
+    >>> fig = scmosaic.pl.loss_curves(model, separate=True, show=False)
     """
     import matplotlib.pyplot as plt
 
@@ -90,6 +96,24 @@ def loss_curves(
     if missing:
         raise KeyError(f"{missing} not in the training history; it has {list(history)}.")
 
+    if separate:
+        if ax is not None:
+            raise ValueError("`ax` cannot be combined with `separate=True` (one panel per key).")
+        ncols = min(3, len(keys))
+        nrows = -(-len(keys) // ncols)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False, sharex=True
+        )
+        for panel, key in zip(axes.ravel(), keys, strict=False):
+            values = np.asarray(history[key], dtype=float).reshape(len(history[key]), -1)[:, 0]
+            x, xlabel = _x_values(values.size, n_iter, per_epoch)
+            panel.plot(x, values, marker="o" if values.size < 20 else None)
+            panel.set_title(key, fontsize="small")
+            panel.set_xlabel(xlabel, fontsize="small")
+        for panel in axes.ravel()[len(keys) :]:
+            panel.set_visible(False)
+        fig.tight_layout()
+        return show_or_return(fig, fig, show, save)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
     else:
