@@ -56,9 +56,12 @@ class UnpairedDataModule(LightningDataModule):
 
     def train_dataloader(self) -> dict[str, DataLoader]:
         loaders = {}
+        # Under distributed training every process draws its own minibatches (seed offset
+        # by its rank); gradients are then averaged over processes by the strategy.
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         for i, modality in enumerate(self.modality_keys):
             dataset = self._dataset(modality)
-            generator = torch.Generator().manual_seed(self.seed + 7919 * i)
+            generator = torch.Generator().manual_seed(self.seed + 7919 * i + 104729 * rank)
             sampler = RandomSampler(
                 dataset,
                 replacement=True,

@@ -27,6 +27,16 @@ from ._validation import parse_links, validate_setup
 logger = logging.getLogger(__name__)
 
 
+def _n_devices(devices) -> int:
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    if isinstance(devices, int):
+        return devices
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return 1  # "auto" / "-1": decided by Lightning
+
+
 class SCMODAL(BaseModelClass):
     """scMODAL: adversarial alignment of modalities whose cells differ.
 
@@ -333,6 +343,12 @@ class SCMODAL(BaseModelClass):
             gradient_clip_norm=settings["gradient_clip_norm"],
         )
         trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+        # The data module samples per modality and per process itself: Lightning must not
+        # wrap its samplers in a DistributedSampler.
+        trainer_kwargs.setdefault("use_distributed_sampler", False)
+        if _n_devices(devices) > 1:
+            # Discriminator steps leave encoder/decoder parameters without gradients.
+            trainer_kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
         runner = TrainRunner(
             self,
             training_plan=plan,

@@ -97,8 +97,19 @@ class SCMODALTrainingPlan(TrainingPlan):
         log = {"loss_total": out.loss.detach(), **out.extra_metrics}
         if loss_d is not None:
             log["loss_discriminator"] = loss_d.detach()
-        self.log_dict(log, on_step=False, on_epoch=True, batch_size=n_obs, prog_bar=False)
-        self.log("train_loss", out.loss.detach(), on_epoch=True, batch_size=n_obs, prog_bar=True)
+        # Under distributed training, epoch means are averaged over processes.
+        sync = self.trainer.world_size > 1
+        self.log_dict(
+            log, on_step=False, on_epoch=True, batch_size=n_obs, prog_bar=False, sync_dist=sync
+        )
+        self.log(
+            "train_loss",
+            out.loss.detach(),
+            on_epoch=True,
+            batch_size=n_obs,
+            prog_bar=True,
+            sync_dist=sync,
+        )
 
     def validation_step(self, batch, batch_idx):  # no validation split for unpaired data
         return None
