@@ -298,7 +298,12 @@ class SCMODAL(BaseModelClass):
         gradient_clip_norm
             Gradient norm clip of the encoder/decoder step (reference 5).
         accelerator, devices
-            Passed to Lightning, e.g. ``accelerator="gpu"``.
+            Passed to Lightning, e.g. ``accelerator="gpu"``. With ``devices`` > 1 training
+            is distributed (DDP, ``strategy="ddp_find_unused_parameters_true"`` unless a
+            ``strategy`` is given): each process samples its own ``batch_size`` cells per
+            modality, so the effective minibatch is ``devices * batch_size``, and gradients
+            are averaged. Run it from a script: Lightning's launcher re-runs the script for
+            the other processes (not possible from a notebook).
         seed
             Seed of the minibatch sampling (default: the model's ``seed``).
         iterations_per_epoch
