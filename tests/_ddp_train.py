@@ -24,7 +24,14 @@ if __name__ == "__main__":
     )
     model = scmosaic.SCMODAL(mdata, n_hidden=16, n_latent=4, seed=0)
     torch.save(model.module.state_dict(), os.path.join(out, "initial.pt"))
-    model.train(max_steps=6, batch_size=32, accelerator="cpu", devices=2, enable_progress_bar=False)
+    model.train(
+        max_steps=6,
+        batch_size=32,
+        accelerator="cpu",
+        devices=2,
+        enable_progress_bar=False,
+        default_root_dir=out,
+    )
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     loaders = model.trainer.datamodule.train_dataloader()  # re-created with this rank's seed
     first = {m: np.asarray(next(iter(dl.sampler))) for m, dl in loaders.items()}

@@ -14,10 +14,15 @@ SCRIPT = Path(__file__).with_name("_ddp_train.py")
 
 
 def test_ddp_two_processes_sync_weights_and_sample_independently(tmp_path):
-    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": ""}
+    # cwd tmp_path: Lightning's logs land there; the tests folder is on the path for conftest
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": str(SCRIPT.parent),
+    }
     done = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path)],
-        cwd=SCRIPT.parent,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
