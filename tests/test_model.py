@@ -77,6 +77,20 @@ def test_save_load_exact_and_new_mudata(unpaired, tmp_path):
     )
 
 
+def test_inference_on_backed_mudata(unpaired, tmp_path):
+    """Data that stay on disk (backed h5mu) give the same latents, read chunk by chunk."""
+    import mudata
+
+    model = _trained(unpaired)
+    latent = model.get_latent_representation()
+    unpaired.write(tmp_path / "data.h5mu")
+    backed = mudata.read_h5mu(tmp_path / "data.h5mu", backed=True)
+    assert backed["rna"].isbacked
+    on_disk = model.get_latent_representation(backed, batch_size=16)
+    for m in latent:
+        np.testing.assert_array_equal(latent[m], on_disk[m])
+
+
 def test_imputation_named_and_unscaled(unpaired):
     model = _trained(unpaired)
     scaled = model.get_imputed_features("rna", "adt")
