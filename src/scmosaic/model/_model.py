@@ -397,6 +397,8 @@ class SCMODAL(BaseModelClass):
         ----------
         mdata
             MuData of the same layout as the training data (default: the training data).
+            It may be backed (``mudata.read_h5mu(path, backed=True)``): cells are then read
+            from disk ``batch_size`` at a time, so memory holds one chunk plus the output.
         modalities
             Modalities to embed (default: all).
         batch_size
