@@ -33,27 +33,15 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cca_scaling import THREAD_ENV, replicate
+from cca_scaling import THREAD_ENV, _reset_peak, replicate
+from cca_scaling import _maxrss_gb as _rss_gb
 
 BLOCK = 100_000
-
-
-def _rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def generate(n: int, seed: int):
