@@ -12,6 +12,7 @@ import scanpy as sc
 from mudata import MuData
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from ..model._constants import default_link_key
 from ._adt_table import load_adt_gene_table, match_proteins
@@ -85,10 +86,6 @@ def _log_normalise(block: np.ndarray, library: np.ndarray, target: float) -> np.
     return np.log1p(block * scale[:, None])
 
 
-def _column_means(x: sparse.spmatrix) -> np.ndarray:
-    return np.asarray(x.mean(0)).ravel()
-
-
 def smoothing_operator(
     counts, n_neighbors: int, n_pcs: int = 30, seed: int = 0
 ) -> sparse.csr_matrix:
@@ -106,10 +103,8 @@ def smoothing_operator(
     # Unit variance by a column rescaling, which keeps the matrix sparse; PCA then centres
     # implicitly. (Centring explicitly, as sc.pp.scale does, densifies n_cells x n_features.)
     x = sparse.csr_matrix(adata.X)
-    mean = _column_means(x)
-    std = np.sqrt(
-        np.maximum(_column_means(x.power(2)) - mean**2, 0.0) * x.shape[0] / max(x.shape[0] - 1, 1)
-    )
+    mean, var = mean_variance_axis(x, axis=0)
+    std = np.sqrt(var * x.shape[0] / max(x.shape[0] - 1, 1))  # ddof=1, as sc.pp.scale
     std[~(std > 0)] = 1.0
     # sc.pp.scale(max_value=10) clips z-scores at 10; for non-negative data the large ones
     # are stored entries, so clip those at mean + 10 sd and stay sparse.
