@@ -144,6 +144,31 @@ def test_mutual_nearest_pairs_matches_torch_reference():
     np.testing.assert_allclose(sim, (a_n[ia] * b_n[ib]).sum(1))
 
 
+def test_approximate_neighbours_agree_with_exact():
+    from scmosaic.pp._neighbors import knn_indices, resolve_knn_method
+
+    rng = np.random.default_rng(3)
+    data, queries = rng.normal(size=(2000, 8)), rng.normal(size=(300, 8))
+    exact = knn_indices(data, queries, 10, "exact")
+    approx = knn_indices(data, queries, 10, "approximate", seed=1)
+    recall = np.mean([len(set(e) & set(a)) / 10 for e, a in zip(exact, approx, strict=True)])
+    assert approx.shape == (300, 10) and recall >= 0.9, recall  # random data: the hard case
+    np.testing.assert_array_equal(approx, knn_indices(data, queries, 10, "approximate", seed=1))
+    self_knn = knn_indices(data, None, 5, "approximate")
+    assert (self_knn[:, 0] == np.arange(2000)).mean() > 0.99  # each cell is its own nearest
+    assert resolve_knn_method("auto", 50_000) == "exact"
+    assert resolve_knn_method("auto", 50_001) == "approximate"
+    with pytest.raises(ValueError, match="knn_method"):
+        knn_indices(data, queries, 10, "fast")
+
+
+def test_cca_links_approximate_search_recovers_pivots():
+    mdata = make_latent_pair()
+    summary = cca_links(mdata, init="links", knn_method="approximate", smooth_neighbors=10, **SMALL)
+    assert summary["knn_method"] == "approximate"
+    assert _precision(mdata, "X_cca", "X_cca") >= 0.9
+
+
 # --------------------------------------------------------------------------------------
 # cca_links
 # --------------------------------------------------------------------------------------

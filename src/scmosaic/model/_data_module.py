@@ -2,13 +2,104 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
+from scipy import sparse
 from scvi.data import AnnDataManager
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+)
+
+logger = logging.getLogger(__name__)
+
+# Share of the accelerator's free memory the resident data may take when placement is "auto".
+RESIDENT_MEMORY_FRACTION = 0.5
+
+
+def csr_rows_to_dense(
+    indptr: torch.Tensor, indices: torch.Tensor, data: torch.Tensor, rows: torch.Tensor, n_cols: int
+) -> torch.Tensor:
+    """Dense ``(len(rows), n_cols)`` block of the given rows of a CSR matrix, on its device.
+
+    torch has no row ``index_select`` for sparse CSR tensors; this gathers the stored entries
+    of the selected rows with one ``repeat_interleave`` and scatters them into a zero block.
+    """
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    out = torch.zeros(len(rows), n_cols, dtype=data.dtype, device=data.device)
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    row_of_entry = torch.repeat_interleave(torch.arange(len(rows), device=data.device), lengths)
+    # Position of each gathered entry in indices/data: its row's start plus its rank in the row.
+    offsets = torch.cumsum(lengths, 0) - lengths
+    pos = starts[row_of_entry] + torch.arange(total, device=data.device) - offsets[row_of_entry]
+    out[row_of_entry, indices[pos].long()] = data[pos]
+    return out
+
+
+class ResidentDataset(Dataset):
+    """Registered arrays of one modality held as torch tensors on one device.
+
+    Dense arrays become dense tensors and sparse matrices stay compressed (CSR), so a
+    minibatch is one gather on the device instead of a host slice plus a host-to-device copy.
+    Indexing with a list of row indices returns ``{registry_key: dense float tensor}``, as
+    :class:`scvi.data.AnnTorchDataset` does.
+    """
+
+    def __init__(self, arrays: dict[str, object], dtypes: dict[str, object], device):
+        self.tensors: dict[str, tuple] = {}
+        self.device = torch.device(device)
+        for key, array in arrays.items():
+            dtype = torch.from_numpy(np.zeros(0, dtype=dtypes[key])).dtype
+            if isinstance(array, pd.DataFrame):
+                array = array.to_numpy()
+            if sparse.issparse(array):
+                csr = sparse.csr_matrix(array)
+                self.tensors[key] = (
+                    "csr",
+                    torch.from_numpy(csr.indptr.astype(np.int64)).to(self.device),
+                    torch.from_numpy(csr.indices).to(self.device),
+                    torch.from_numpy(csr.data).to(self.device, dtype),
+                    csr.shape[1],
+                )
+            else:
+                tensor = torch.as_tensor(np.asarray(array)).to(self.device, dtype)
+                self.tensors[key] = ("dense", tensor)
+
+    def __len__(self) -> int:
+        kind, first, *_ = next(iter(self.tensors.values()))
+        return len(first) - 1 if kind == "csr" else len(first)
+
+    def __getitem__(self, rows) -> dict[str, torch.Tensor]:
+        rows = torch.as_tensor(rows, dtype=torch.long).to(self.device)
+        out = {}
+        for key, (kind, *parts) in self.tensors.items():
+            out[key] = (
+                csr_rows_to_dense(*parts[:3], rows, parts[3]) if kind == "csr" else parts[0][rows]
+            )
+        return out
+
+
+def resident_nbytes(arrays: dict[str, object]) -> int:
+    """Bytes the arrays take as resident tensors (float32 values, int64 row pointers)."""
+    total = 0
+    for array in arrays.values():
+        if sparse.issparse(array):
+            total += array.nnz * (4 + array.indices.dtype.itemsize) + (array.shape[0] + 1) * 8
+        else:
+            total += int(np.prod(np.shape(array))) * 4
+    return total
 
 
 class UnpairedDataModule(LightningDataModule):
@@ -31,6 +122,12 @@ class UnpairedDataModule(LightningDataModule):
         Iterations per (logging) epoch.
     seed
         Seed of the samplers.
+    data_on_device
+        Hold every modality's registered data as tensors on the training device, so a
+        minibatch is gathered there (no per-iteration host-to-device copy). ``None``: only on
+        an accelerator (not the CPU), for in-memory data whose tensors take at most half of
+        the device's free memory; otherwise minibatches are sliced from host memory (sparse
+        stays sparse) and copied. The minibatches drawn are the same either way.
     """
 
     def __init__(
@@ -40,6 +137,7 @@ class UnpairedDataModule(LightningDataModule):
         batch_size: int = 500,
         iterations_per_epoch: int = 100,
         seed: int = 0,
+        data_on_device: bool | None = None,
     ):
         super().__init__()
         self.adata_manager = adata_manager
@@ -47,20 +145,61 @@ class UnpairedDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.iterations_per_epoch = iterations_per_epoch
         self.seed = seed
+        self.data_on_device = data_on_device
+        self.resident_device: torch.device | None = None
 
     def _dataset(self, modality: str):
         n_obs = self.adata_manager.adata.mod[modality].n_obs
+        # A Subset of the modality's rows: the AnnTorchDataset's own length is the MuData's.
         return self.adata_manager.create_torch_dataset(
             indices=np.arange(n_obs), data_and_attributes=self.modality_keys[modality]
         )
+
+    @staticmethod
+    def _arrays(dataset) -> tuple[dict, dict]:
+        """Registered arrays (all rows of the modality) and dtypes behind a torch dataset."""
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        return base.data, base.keys_and_dtypes
+
+    def _resident_device(self, datasets: dict) -> torch.device | None:
+        """The device to hold the data on, or ``None`` to slice minibatches on the host."""
+        if self.data_on_device is False:
+            return None
+        device = torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device
+        if self.adata_manager.adata.isbacked:
+            if self.data_on_device:
+                raise ValueError(
+                    "data_on_device=True needs the MuData in memory, but it is backed "
+                    f"({self.adata_manager.adata.filename}); load it or leave data_on_device=None."
+                )
+            return None
+        if self.data_on_device:
+            return device
+        if device.type != "cuda":
+            return None
+        need = sum(resident_nbytes(self._arrays(d)[0]) for d in datasets.values())
+        free, _ = torch.cuda.mem_get_info(device)
+        if need > RESIDENT_MEMORY_FRACTION * free:
+            logger.info(
+                "Training data (%.1f GB as tensors) exceed half the free memory of %s: "
+                "minibatches are copied from host memory.",
+                need / 1e9,
+                device,
+            )
+            return None
+        return device
 
     def train_dataloader(self) -> dict[str, DataLoader]:
         loaders = {}
         # Under distributed training every process draws its own minibatches (seed offset
         # by its rank); gradients are then averaged over processes by the strategy.
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        datasets = {m: self._dataset(m) for m in self.modality_keys}
+        self.resident_device = self._resident_device(datasets)
         for i, modality in enumerate(self.modality_keys):
-            dataset = self._dataset(modality)
+            dataset = datasets[modality]
+            if self.resident_device is not None:
+                dataset = ResidentDataset(*self._arrays(dataset), self.resident_device)
             generator = torch.Generator().manual_seed(self.seed + 7919 * i + 104729 * rank)
             sampler = RandomSampler(
                 dataset,

@@ -273,6 +273,7 @@ class SCMODAL(BaseModelClass):
         devices: int | list[int] | str = "auto",
         seed: int | None = None,
         iterations_per_epoch: int = 100,
+        data_on_device: bool | None = None,
         **trainer_kwargs,
     ) -> None:
         """Train the model for ``max_steps`` iterations.
@@ -309,6 +310,12 @@ class SCMODAL(BaseModelClass):
         iterations_per_epoch
             Iterations per logging epoch: ``model.history`` holds one row (the mean) per
             epoch for every loss term and the anchor pair count.
+        data_on_device
+            Hold the registered data as tensors on the training device and gather each
+            minibatch there, instead of slicing it from host memory and copying it every
+            iteration. ``None`` (default): on a GPU when the data (sparse matrices stay
+            sparse) take at most half of its free memory and the MuData is not backed.
+            The minibatches drawn, and hence the trained model, are the same either way.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
 
@@ -339,6 +346,7 @@ class SCMODAL(BaseModelClass):
             batch_size=settings["batch_size"],
             iterations_per_epoch=iterations_per_epoch,
             seed=self.seed if seed is None else seed,
+            data_on_device=data_on_device,
         )
         plan = self._training_plan_cls(
             self.module,

@@ -57,8 +57,11 @@ def _check_values(values, what: str, chunk_size: int = 8192) -> None:
         if not np.isfinite(values.data).all():
             raise ValueError(f"{what} contains NaN or infinite values.")
         return
+    # Backed (on-disk) matrices are read a chunk at a time; a backed sparse chunk is sparse.
     for start in range(0, values.shape[0], chunk_size):
-        if not np.isfinite(np.asarray(values[start : start + chunk_size])).all():
+        chunk = values[start : start + chunk_size]
+        stored = chunk.data if sparse.issparse(chunk) else np.asarray(chunk)
+        if not np.isfinite(stored).all():
             raise ValueError(f"{what} contains NaN or infinite values.")
 
 

@@ -13,10 +13,10 @@ import scanpy as sc
 from mudata import MuData
 from scipy import linalg, sparse
 from scipy.sparse.linalg import LinearOperator, svds
-from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from ..model._constants import default_link_key
+from ._neighbors import KnnMethod, knn_indices, resolve_knn_method
 from ._preprocess import get_counts
 
 logger = logging.getLogger(__name__)
@@ -112,14 +112,19 @@ def _unit_rows(values: np.ndarray) -> np.ndarray:
 
 
 def mutual_nearest_pairs(
-    x_a: np.ndarray, x_b: np.ndarray, n_neighbors: int
+    x_a: np.ndarray,
+    x_b: np.ndarray,
+    n_neighbors: int,
+    knn_method: KnnMethod = "auto",
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mutual nearest neighbours of two cell sets by cosine similarity, without an n_a x n_b matrix.
 
     ``(i, j)`` is kept when ``j`` is among the ``n_neighbors`` most similar cells of ``b``
     for cell ``i`` of ``a`` and ``i`` among the ``n_neighbors`` most similar cells of ``a``
-    for ``j``. Two exact kNN queries (:class:`sklearn.neighbors.NearestNeighbors` on
-    L2-normalised rows); memory O((n_a + n_b) n_neighbors).
+    for ``j``. Two kNN queries on L2-normalised rows, exact
+    (:class:`sklearn.neighbors.NearestNeighbors`) or approximate (:class:`pynndescent.NNDescent`;
+    ``"auto"``: above 50,000 cells); memory O((n_a + n_b) n_neighbors).
 
     Parameters
     ----------
@@ -127,6 +132,10 @@ def mutual_nearest_pairs(
         ``(n_a, d)`` and ``(n_b, d)`` features of the two sets.
     n_neighbors
         ``k`` of the two kNN queries (capped at the set sizes).
+    knn_method
+        ``"exact"``, ``"approximate"`` or ``"auto"``.
+    seed
+        Seed of the approximate search.
 
     Returns
     -------
@@ -140,9 +149,8 @@ def mutual_nearest_pairs(
     (array([0, 1, 2]), array([2, 1, 0]))
     """
     a, b = _unit_rows(x_a), _unit_rows(x_b)
-    k_a, k_b = min(n_neighbors, b.shape[0]), min(n_neighbors, a.shape[0])
-    knn_ab = NearestNeighbors(n_neighbors=k_a).fit(b).kneighbors_graph(a, mode="connectivity")
-    knn_ba = NearestNeighbors(n_neighbors=k_b).fit(a).kneighbors_graph(b, mode="connectivity")
+    knn_ab = _connectivity(knn_indices(b, a, n_neighbors, knn_method, seed), b.shape[0])
+    knn_ba = _connectivity(knn_indices(a, b, n_neighbors, knn_method, seed), a.shape[0])
     mutual = sparse.coo_matrix(knn_ab.multiply(knn_ba.T))
     order = np.lexsort((mutual.col, mutual.row))
     idx_a = mutual.row[order].astype(np.intp)
@@ -151,11 +159,20 @@ def mutual_nearest_pairs(
     return idx_a, idx_b, similarity
 
 
-def _averaging_operator(values: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
+def _connectivity(indices: np.ndarray, n_cols: int) -> sparse.csr_matrix:
+    """0/1 matrix with a 1 at ``(i, indices[i, j])``."""
+    n, k = indices.shape
+    return sparse.csr_matrix(
+        (np.ones(n * k), indices.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n_cols)
+    )
+
+
+def _averaging_operator(
+    values: np.ndarray, n_neighbors: int, knn_method: KnnMethod = "auto", seed: int = 0
+) -> sparse.csr_matrix:
     """Row-stochastic operator averaging each row over itself and its nearest neighbours."""
-    k = min(n_neighbors, values.shape[0])
-    graph = NearestNeighbors(n_neighbors=k).fit(values).kneighbors_graph(values)
-    return sparse.csr_matrix(graph / k)
+    indices = knn_indices(values, None, n_neighbors, knn_method, seed)
+    return _connectivity(indices, values.shape[0]) / indices.shape[1]
 
 
 def _sign_fix(w_x: np.ndarray, w_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +265,13 @@ def fit_cca(
 
 
 def _link_pivots(
-    mdata: MuData, mod_a: str, mod_b: str, linked_keys: Sequence[str] | None, n_neighbors: int
+    mdata: MuData,
+    mod_a: str,
+    mod_b: str,
+    linked_keys: Sequence[str] | None,
+    n_neighbors: int,
+    knn_method: KnnMethod = "auto",
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     keys = list(linked_keys) if linked_keys is not None else None
     if keys is None:
@@ -272,7 +295,11 @@ def _link_pivots(
         if not np.isfinite(block).all():
             raise ValueError(f"Linked features of {mod!r} contain non-finite values.")
     ia, ib, sim = mutual_nearest_pairs(
-        _standardize_columns(blocks[0]), _standardize_columns(blocks[1]), n_neighbors
+        _standardize_columns(blocks[0]),
+        _standardize_columns(blocks[1]),
+        n_neighbors,
+        knn_method,
+        seed,
     )
     return ia, ib, sim, keys
 
@@ -350,6 +377,7 @@ def cca_links(
     layer: str | None = None,
     normalized: bool = False,
     key_added: str = "X_cca",
+    knn_method: KnnMethod = "auto",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Learn linked features of two unpaired modalities by iterated regularised CCA.
@@ -421,8 +449,14 @@ def cca_links(
         and ``log1p``.
     key_added
         ``.obsm`` key of the canonical scores.
+    knn_method
+        Nearest-neighbour search of the matching and smoothing steps: ``"exact"``
+        (scikit-learn), ``"approximate"`` (pynndescent, as scanpy uses) or ``"auto"``
+        (approximate when either modality has more than 50,000 cells, where exact search
+        dominates the run time).
     seed
-        Seed of the PCA and of the label pairing; the result is deterministic given it.
+        Seed of the PCA, of the label pairing and of the approximate search; the result is
+        deterministic given it.
 
     Returns
     -------
@@ -464,7 +498,9 @@ def cca_links(
     # Pivots first: cheap checks before the reductions.
     details: dict[str, Any] = {}
     if init == "links":
-        ia, ib, _, keys = _link_pivots(mdata, mod_a, mod_b, linked_keys, n_neighbors)
+        ia, ib, _, keys = _link_pivots(
+            mdata, mod_a, mod_b, linked_keys, n_neighbors, knn_method, seed
+        )
         details["linked_keys"] = keys
     else:
         ia, ib = _label_pivots(mdata, mod_a, mod_b, labels_key, seed)
@@ -485,8 +521,8 @@ def cca_links(
     smoothers = None
     if smooth_neighbors > 1 and n_iterations > 0:
         smoothers = (
-            _averaging_operator(u_a, smooth_neighbors),
-            _averaging_operator(u_b, smooth_neighbors),
+            _averaging_operator(u_a, smooth_neighbors, knn_method, seed),
+            _averaging_operator(u_b, smooth_neighbors, knn_method, seed),
         )
     n_pivots, correlations = [], []
     for iteration in range(n_iterations + 1):
@@ -503,7 +539,7 @@ def cca_links(
         m_a, m_b = _standardize_columns(s_a), _standardize_columns(s_b)
         if smoothers is not None:
             m_a, m_b = smoothers[0] @ m_a, smoothers[1] @ m_b
-        new_a, new_b, sim = mutual_nearest_pairs(m_a, m_b, n_neighbors)
+        new_a, new_b, sim = mutual_nearest_pairs(m_a, m_b, n_neighbors, knn_method, seed)
         keep = np.sort(np.argsort(-sim, kind="stable")[: int(np.ceil(pivot_fraction * sim.size))])
         new_a, new_b = new_a[keep], new_b[keep]
         if new_a.size < max(n_components + 1, _MIN_PIVOTS):
@@ -530,6 +566,7 @@ def cca_links(
         "smooth_neighbors": int(smooth_neighbors),
         "normalized": bool(normalized),
         "key_added": key_added,
+        "knn_method": resolve_knn_method(knn_method, max(u_a.shape[0], u_b.shape[0])),
         "seed": int(seed),
     }
     _write_scores(mdata, (mod_a, mod_b), (s_a, s_b), key_added, summary)
