@@ -165,3 +165,13 @@ def test_default_train_uses_data_size_rule(unpaired):
     model = SCMODAL(unpaired, **SMALL)
     model.train(batch_size=64, enable_progress_bar=False, iterations_per_epoch=500)
     assert model.n_iterations_trained_ == 1000  # 625 passes of 90 cells are < 1,000 iterations
+
+
+def test_training_output_has_no_lightning_noise(unpaired, caplog, recwarn):
+    """Lightning's product tips and its optimiser-step count are not shown to users."""
+    with caplog.at_level("INFO"):
+        _trained(unpaired, steps=3)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "Tip" in m or "max_steps=" in m], messages
+    assert any("GPU available" in m for m in messages)  # device information stays
+    assert not [w for w in recwarn if "LeafSpec" in str(w.message)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -35,6 +37,29 @@ def _n_devices(devices) -> int:
     if isinstance(devices, str) and devices.isdigit():
         return int(devices)
     return 1  # "auto" / "-1": decided by Lightning
+
+
+def _drop_advertisements(record: logging.LogRecord) -> bool:
+    # Also Lightning's "stopped: `max_steps=N`" notice: N counts optimiser steps, not the
+    # iterations the user asked for, so it reads as a wrong number.
+    return not str(record.msg).startswith(("💡 Tip", "`Trainer.fit` stopped: `max_steps="))
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's product tips and its own internal deprecation notice while training.
+
+    Device messages and every warning a user can act on are kept.
+    """
+    lightning_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning_logger.addFilter(_drop_advertisements)
+    try:
+        with warnings.catch_warnings():
+            # Lightning calls a torch API it deprecated itself (torch >= 2.10): not actionable.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        lightning_logger.removeFilter(_drop_advertisements)
 
 
 class SCMODAL(BaseModelClass):
@@ -362,18 +387,21 @@ class SCMODAL(BaseModelClass):
         if _n_devices(devices) > 1:
             # Discriminator steps leave encoder/decoder parameters without gradients.
             trainer_kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
-        runner = TrainRunner(
-            self,
-            training_plan=plan,
-            data_splitter=data_module,
-            max_epochs=math.ceil(n_iter / iterations_per_epoch),
-            # Lightning counts optimiser steps: 1 + n_critic per iteration.
-            max_steps=n_iter * (1 + settings["n_critic"]),
-            accelerator=accelerator,
-            devices=devices,
-            **trainer_kwargs,
-        )
-        runner()
+        # Epoch means are logged by the plan; per-step logging would only warn on short epochs.
+        trainer_kwargs.setdefault("log_every_n_steps", iterations_per_epoch)
+        with _quiet_lightning():
+            runner = TrainRunner(
+                self,
+                training_plan=plan,
+                data_splitter=data_module,
+                max_epochs=math.ceil(n_iter / iterations_per_epoch),
+                # Lightning counts optimiser steps: 1 + n_critic per iteration.
+                max_steps=n_iter * (1 + settings["n_critic"]),
+                accelerator=accelerator,
+                devices=devices,
+                **trainer_kwargs,
+            )
+            runner()
         self.n_iterations_trained_ += plan.n_iterations
 
     # --------------------------------------------------------------- outputs
