@@ -155,8 +155,9 @@ def test_default_preset_iterations_follow_data_size():
     from scmosaic.model._presets import default_max_steps
 
     assert default_max_steps(800, 500) == 1000  # the Hao subset: where quality peaks
-    assert default_max_steps(6855, 500) == 8569
-    assert default_max_steps(10**6, 500) == 10_000
+    assert default_max_steps(1200, 500) == 1500
+    assert default_max_steps(6855, 500) == 2000  # PBMC 10k: quality is flat beyond
+    assert default_max_steps(10**6, 500) == 2000
     assert default_max_steps(10, 500) == 1000
 
 

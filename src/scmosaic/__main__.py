@@ -155,7 +155,8 @@ def _add_integrate(commands) -> argparse.ArgumentParser:
         type=_positive,
         default=None,
         metavar="N",
-        help="training iterations (default: the preset's, 1,000-10,000 by data size)",
+        help="training iterations (default: the preset's; default preset 1,000-2,000 by data "
+        "size, reference preset 10,000)",
     )
     prep.add_argument(
         "--preset",

@@ -312,7 +312,7 @@ class SCMODAL(BaseModelClass):
         max_steps
             Number of iterations (reference 10,000), not optimiser steps. The default
             preset trains for about 625 passes over the largest modality, between 1,000 and
-            10,000 iterations.
+            2,000 iterations.
         batch_size
             Cells per modality per iteration (reference 500).
         n_critic

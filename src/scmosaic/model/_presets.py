@@ -29,7 +29,7 @@ class ModulePreset:
 
 @dataclass(frozen=True)
 class TrainPreset:
-    # None: about 625 passes over the largest modality, between 1,000 and 10,000 iterations
+    # None: about 625 passes over the largest modality, between 1,000 and 2,000 iterations
     max_steps: int | None = 10_000
     batch_size: int = 500
     n_critic: int = 5
@@ -57,14 +57,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 PASSES_OVER_DATA = 625
-MIN_STEPS, MAX_STEPS = 1_000, 10_000
+MIN_STEPS, MAX_STEPS = 1_000, 2_000
 
 
 def default_max_steps(n_cells_largest: int, batch_size: int) -> int:
-    """Iterations for ~625 passes over the largest modality, clipped to [1,000, 10,000].
+    """Iterations for ~625 passes over the largest modality, clipped to [1,000, 2,000].
 
     625 passes are 1,000 iterations of 500 cells on the 800-cell Hao subset, where quality
-    peaks; a modality of ~16,000 cells gets the reference's 10,000 iterations.
+    peaks. On PBMC 10k (6,855 cells) quality is flat from 500 to 3,000 iterations
+    (``benchmarks/time_to_quality.py``), so larger data stop at 2,000 iterations instead of
+    the reference's 10,000.
     """
     steps = round(PASSES_OVER_DATA * n_cells_largest / batch_size)
     return int(min(max(steps, MIN_STEPS), MAX_STEPS))
