@@ -1,8 +1,10 @@
-"""Median wall time of one SCMODAL training iteration on the Hao subset (pairing hidden).
+"""Median wall time of one SCMODAL training iteration (pairing hidden), both presets.
 
-Usage: python benchmarks/time_per_iteration.py [--iterations 200] [--threads 1]
-[--accelerator gpu]. Writes benchmarks/results/time_per_iteration.json (CPU) or
-time_per_iteration_gpu.json and prints a table. On a GPU each iteration's time ends with
+Usage: python benchmarks/time_per_iteration.py [--dataset hao|pbmc10k] [--iterations 200]
+[--threads 1] [--accelerator gpu]. Writes benchmarks/results/time_per_iteration.json (Hao,
+CPU), time_per_iteration_gpu.json (Hao, GPU) or time_per_iteration_<dataset>[_gpu].json and
+prints a table. Both presets run in one process, one after the other, so their ratio is
+measured under the same conditions. On a GPU each iteration's time ends with
 ``torch.cuda.synchronize()`` so queued kernels are counted.
 """
 
@@ -18,6 +20,7 @@ import mudata
 import numpy as np
 import scvi
 import torch
+from _data import full_table, load
 from lightning.pytorch.callbacks import Callback
 
 import scmosaic
@@ -40,6 +43,7 @@ class IterationTimer(Callback):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="hao", choices=["hao", "pbmc10k"])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--accelerator", default="cpu")
@@ -48,8 +52,8 @@ def main() -> None:
     mudata.set_options(pull_on_update=False)
     scvi.settings.num_threads = args.threads
 
-    mdata = scmosaic.datasets.hide_pairing(scmosaic.datasets.hao2021_pbmc_cite())
-    scmosaic.pp.link_features(mdata, "adt", "rna")
+    mdata = scmosaic.datasets.hide_pairing(load(args.dataset))
+    scmosaic.pp.link_features(mdata, "adt", "rna", table=full_table(args.dataset))
     mdata = scmosaic.pp.preprocess(mdata)
     scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
     results = {}
@@ -74,6 +78,7 @@ def main() -> None:
         results["default"]["median_s"] / results["reference"]["median_s"]
     )
     gpu = args.accelerator != "cpu" and torch.cuda.is_available()
+    results["dataset"] = args.dataset
     results["machine"] = {
         "processor": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
@@ -82,7 +87,8 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "time_per_iteration_gpu.json" if gpu else "time_per_iteration.json"
+    suffix = ("" if args.dataset == "hao" else f"_{args.dataset}") + ("_gpu" if gpu else "")
+    name = f"time_per_iteration{suffix}.json"
     (out / name).write_text(json.dumps(results, indent=2))
     print("| preset | median s/iteration | p10 | p90 |\n|---|---|---|---|")
     for preset in ("reference", "default"):
