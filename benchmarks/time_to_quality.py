@@ -209,6 +209,40 @@ def summarize(folder: Path, tol: float) -> str:
     return "\n".join(lines + [""] + verdict) + "\n"
 
 
+def plot(folder: Path, path: Path) -> None:
+    """Label transfer and FOSCTTM against training wall time, every run, per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    datasets = sorted({r["dataset"] for r in runs})
+    fig, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 7), squeeze=False)
+    colours = {"reference": "tab:grey", "default": "tab:blue"}
+    for col, dataset in enumerate(datasets):
+        for run in (r for r in runs if r["dataset"] == dataset):
+            t = [r["train_seconds"] for r in run["trajectory"]]
+            for row, metric in enumerate(METRICS):
+                axes[row, col].plot(
+                    t,
+                    [r[metric] for r in run["trajectory"]],
+                    marker=".",
+                    color=colours[run["preset"]],
+                    label=f"{run['preset']} (seed {run['seed']})",
+                    alpha=0.8,
+                )
+        axes[0, col].set_title(dataset)
+        axes[0, col].set_ylabel("label transfer (1-NN, mean)")
+        axes[1, col].set_ylabel("FOSCTTM (symmetric)")
+        axes[1, col].set_xlabel("training wall time (s, 1 CPU thread)")
+        for ax in axes[:, col]:
+            ax.set_xscale("log")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="hao", choices=["hao", "pbmc10k"])
@@ -225,6 +259,7 @@ def main() -> None:
     if args.summarize:
         text = summarize(Path(args.out), args.tolerance)
         (RESULTS / "time_to_quality.md").write_text(text)
+        plot(Path(args.out), RESULTS / "time_to_quality.png")
         print(text)
     else:
         run(args)

@@ -144,29 +144,55 @@ def test_mutual_nearest_pairs_matches_torch_reference():
     np.testing.assert_allclose(sim, (a_n[ia] * b_n[ib]).sum(1))
 
 
-def test_approximate_neighbours_agree_with_exact():
+@pytest.fixture
+def nndescent_calls(monkeypatch):
+    """Count the approximate indexes built, so a silent fallback to exact search fails."""
+    import pynndescent
+
+    calls = []
+    original = pynndescent.NNDescent
+
+    def spy(data, *args, **kwargs):
+        calls.append(len(data))
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(pynndescent, "NNDescent", spy)
+    return calls
+
+
+def test_approximate_neighbours_agree_with_exact(nndescent_calls):
     from scmosaic.pp._neighbors import knn_indices, resolve_knn_method
 
     rng = np.random.default_rng(3)
     data, queries = rng.normal(size=(2000, 8)), rng.normal(size=(300, 8))
     exact = knn_indices(data, queries, 10, "exact")
+    assert nndescent_calls == []
     approx = knn_indices(data, queries, 10, "approximate", seed=1)
+    assert nndescent_calls == [2000]
     recall = np.mean([len(set(e) & set(a)) / 10 for e, a in zip(exact, approx, strict=True)])
     assert approx.shape == (300, 10) and recall >= 0.9, recall  # random data: the hard case
     np.testing.assert_array_equal(approx, knn_indices(data, queries, 10, "approximate", seed=1))
     self_knn = knn_indices(data, None, 5, "approximate")
     assert (self_knn[:, 0] == np.arange(2000)).mean() > 0.99  # each cell is its own nearest
+    # too few indexed cells for a search graph: exact, whatever the query size
+    n_calls = len(nndescent_calls)
+    small = knn_indices(data[:30], queries, 5, "approximate")
+    np.testing.assert_array_equal(small, knn_indices(data[:30], queries, 5, "exact"))
+    assert len(nndescent_calls) == n_calls
     assert resolve_knn_method("auto", 50_000) == "exact"
     assert resolve_knn_method("auto", 50_001) == "approximate"
     with pytest.raises(ValueError, match="knn_method"):
         knn_indices(data, queries, 10, "fast")
 
 
-def test_cca_links_approximate_search_recovers_pivots():
+def test_cca_links_approximate_search_recovers_pivots(nndescent_calls):
     mdata = make_latent_pair()
     summary = cca_links(mdata, init="links", knn_method="approximate", smooth_neighbors=10, **SMALL)
     assert summary["knn_method"] == "approximate"
+    assert len(nndescent_calls) >= 2 * 4  # initial matching + 3 rounds, both directions
     assert _precision(mdata, "X_cca", "X_cca") >= 0.9
+    with pytest.raises(ValueError, match="knn_method"):
+        cca_links(mdata, init="labels", labels_key="celltype", knn_method="fast", **SMALL)
 
 
 # --------------------------------------------------------------------------------------

@@ -47,7 +47,36 @@ def _loaders(model, data_on_device):
     return dm, dm.train_dataloader()
 
 
-def test_resident_and_host_minibatches_identical(unpaired):
+def _varied_inputs(mdata):
+    """Dense X, a truly sparse X with duplicate entries, float64 DataFrame linked features."""
+    import pandas as pd
+
+    rna, adt = mdata["rna"], mdata["adt"]
+    rna.X = rna.X.toarray().astype(np.float64)
+    x = adt.X.tocsr()
+    x.data[x.data < 1.0] = 0  # many explicit zeros, then dropped: rows of varying length
+    x.eliminate_zeros()
+    # the same matrix with every stored entry split in two halves (non-canonical CSR)
+    data, indices = [], []
+    for i in range(x.shape[0]):
+        sl = slice(x.indptr[i], x.indptr[i + 1])
+        data += [x.data[sl] / 2, x.data[sl] / 2]
+        indices += [x.indices[sl], x.indices[sl]]
+    doubled = sparse.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), 2 * x.indptr), shape=x.shape
+    )
+    assert not doubled.has_canonical_format
+    adt.X = doubled
+    adt.obsm["linked"] = pd.DataFrame(
+        np.asarray(adt.obsm["linked"], dtype=np.float64), index=adt.obs_names
+    )
+    return mdata
+
+
+@pytest.mark.parametrize("varied", [False, True])
+def test_resident_and_host_minibatches_identical(unpaired, varied):
+    if varied:
+        _varied_inputs(unpaired)
     SCMODAL.setup_mudata(unpaired, modalities=["rna", "adt"], links=LINKS)
     model = SCMODAL(unpaired, **SMALL)
     host_dm, host = _loaders(model, False)
@@ -72,6 +101,9 @@ def test_resident_training_gives_the_same_model(unpaired):
         model = SCMODAL(unpaired, seed=1, **SMALL)
         model.train(max_steps=8, seed=1, data_on_device=on_device, **TRAIN)
         latents.append(model.get_latent_representation())
+        resident = model.trainer.datamodule._resident
+        assert len(resident) == (2 if on_device else 0)
+        assert all(not d.tensors for d in resident)  # device memory freed after training
     for m in ("rna", "adt"):
         np.testing.assert_array_equal(latents[0][m], latents[1][m])
 

@@ -27,24 +27,38 @@ RESIDENT_MEMORY_FRACTION = 0.5
 
 
 def csr_rows_to_dense(
-    indptr: torch.Tensor, indices: torch.Tensor, data: torch.Tensor, rows: torch.Tensor, n_cols: int
+    indptr: torch.Tensor,
+    indices: torch.Tensor,
+    data: torch.Tensor,
+    rows: torch.Tensor,
+    n_cols: int,
+    lengths: torch.Tensor | None = None,
+    total: int | None = None,
 ) -> torch.Tensor:
     """Dense ``(len(rows), n_cols)`` block of the given rows of a CSR matrix, on its device.
 
     torch has no row ``index_select`` for sparse CSR tensors; this gathers the stored entries
     of the selected rows with one ``repeat_interleave`` and scatters them into a zero block.
+    The matrix must have no duplicate entries (canonical CSR). ``lengths`` (entries per
+    selected row, on the device) and ``total`` (their sum) may be given when known on the
+    host, which spares the device two synchronisations.
     """
-    starts, ends = indptr[rows], indptr[rows + 1]
-    lengths = ends - starts
-    out = torch.zeros(len(rows), n_cols, dtype=data.dtype, device=data.device)
-    total = int(lengths.sum())
+    device = data.device
+    starts = indptr[rows]
+    if lengths is None:
+        lengths = indptr[rows + 1] - starts
+    if total is None:
+        total = int(lengths.sum())
+    out = torch.zeros(len(rows), n_cols, dtype=data.dtype, device=device)
     if total == 0:
         return out
-    row_of_entry = torch.repeat_interleave(torch.arange(len(rows), device=data.device), lengths)
+    entry_row = torch.repeat_interleave(
+        torch.arange(len(rows), device=device), lengths, output_size=total
+    )
     # Position of each gathered entry in indices/data: its row's start plus its rank in the row.
     offsets = torch.cumsum(lengths, 0) - lengths
-    pos = starts[row_of_entry] + torch.arange(total, device=data.device) - offsets[row_of_entry]
-    out[row_of_entry, indices[pos].long()] = data[pos]
+    pos = starts[entry_row] + torch.arange(total, device=device) - offsets[entry_row]
+    out[entry_row, indices[pos].long()] = data[pos]
     return out
 
 
@@ -66,9 +80,14 @@ class ResidentDataset(Dataset):
                 array = array.to_numpy()
             if sparse.issparse(array):
                 csr = sparse.csr_matrix(array)
+                if not csr.has_canonical_format:  # .toarray() adds duplicates: do so too
+                    csr = csr.copy()
+                    csr.sum_duplicates()
+                indptr = csr.indptr.astype(np.int64)
                 self.tensors[key] = (
                     "csr",
-                    torch.from_numpy(csr.indptr.astype(np.int64)).to(self.device),
+                    indptr,  # host copy: minibatch sizes without a device synchronisation
+                    torch.from_numpy(indptr).to(self.device),
                     torch.from_numpy(csr.indices).to(self.device),
                     torch.from_numpy(csr.data).to(self.device, dtype),
                     csr.shape[1],
@@ -82,13 +101,29 @@ class ResidentDataset(Dataset):
         return len(first) - 1 if kind == "csr" else len(first)
 
     def __getitem__(self, rows) -> dict[str, torch.Tensor]:
-        rows = torch.as_tensor(rows, dtype=torch.long).to(self.device)
+        host_rows = np.asarray(rows, dtype=np.int64)
+        rows_t = torch.from_numpy(host_rows).to(self.device, non_blocking=True)
         out = {}
         for key, (kind, *parts) in self.tensors.items():
-            out[key] = (
-                csr_rows_to_dense(*parts[:3], rows, parts[3]) if kind == "csr" else parts[0][rows]
+            if kind == "dense":
+                out[key] = parts[0][rows_t]
+                continue
+            host_indptr, indptr, indices, data, n_cols = parts
+            lengths = host_indptr[host_rows + 1] - host_indptr[host_rows]
+            out[key] = csr_rows_to_dense(
+                indptr,
+                indices,
+                data,
+                rows_t,
+                n_cols,
+                lengths=torch.from_numpy(lengths).to(self.device, non_blocking=True),
+                total=int(lengths.sum()),
             )
         return out
+
+    def release(self) -> None:
+        """Free the device memory (the dataset is empty afterwards)."""
+        self.tensors.clear()
 
 
 def resident_nbytes(arrays: dict[str, object]) -> int:
@@ -196,10 +231,12 @@ class UnpairedDataModule(LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         datasets = {m: self._dataset(m) for m in self.modality_keys}
         self.resident_device = self._resident_device(datasets)
+        self._resident: list[ResidentDataset] = []
         for i, modality in enumerate(self.modality_keys):
             dataset = datasets[modality]
             if self.resident_device is not None:
                 dataset = ResidentDataset(*self._arrays(dataset), self.resident_device)
+                self._resident.append(dataset)
             generator = torch.Generator().manual_seed(self.seed + 7919 * i + 104729 * rank)
             sampler = RandomSampler(
                 dataset,
@@ -214,6 +251,11 @@ class UnpairedDataModule(LightningDataModule):
 
     def val_dataloader(self):
         return []
+
+    def teardown(self, stage: str) -> None:
+        # The trainer (kept on the model) holds the loaders: free the device copy explicitly.
+        for dataset in getattr(self, "_resident", []):
+            dataset.release()
 
 
 def iterate_chunks(

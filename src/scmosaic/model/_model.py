@@ -51,7 +51,10 @@ def _quiet_lightning() -> Iterator[None]:
 
     Device messages and every warning a user can act on are kept.
     """
-    lightning_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    from lightning_utilities.core import rank_zero
+
+    # The logger Lightning currently emits through (it differs if pytorch_lightning is imported).
+    lightning_logger = rank_zero.log
     lightning_logger.addFilter(_drop_advertisements)
     try:
         with warnings.catch_warnings():

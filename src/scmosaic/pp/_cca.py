@@ -124,7 +124,7 @@ def mutual_nearest_pairs(
     for cell ``i`` of ``a`` and ``i`` among the ``n_neighbors`` most similar cells of ``a``
     for ``j``. Two kNN queries on L2-normalised rows, exact
     (:class:`sklearn.neighbors.NearestNeighbors`) or approximate (:class:`pynndescent.NNDescent`;
-    ``"auto"``: above 50,000 cells); memory O((n_a + n_b) n_neighbors).
+    ``"auto"``: among more than 50,000 cells); memory O((n_a + n_b) n_neighbors).
 
     Parameters
     ----------
@@ -452,7 +452,7 @@ def cca_links(
     knn_method
         Nearest-neighbour search of the matching and smoothing steps: ``"exact"``
         (scikit-learn), ``"approximate"`` (pynndescent, as scanpy uses) or ``"auto"``
-        (approximate when either modality has more than 50,000 cells, where exact search
+        (approximate for searches among more than 50,000 cells, where exact search
         dominates the run time).
     seed
         Seed of the PCA, of the label pairing and of the approximate search; the result is
@@ -494,6 +494,7 @@ def cca_links(
         raise ValueError(f"pivot_fraction must be in (0, 1], got {pivot_fraction}.")
     if n_iterations < 0 or n_neighbors < 1:
         raise ValueError("n_iterations must be >= 0 and n_neighbors >= 1.")
+    resolve_knn_method(knn_method, 0)  # a bad value fails here, before any work
 
     # Pivots first: cheap checks before the reductions.
     details: dict[str, Any] = {}
@@ -566,7 +567,7 @@ def cca_links(
         "smooth_neighbors": int(smooth_neighbors),
         "normalized": bool(normalized),
         "key_added": key_added,
-        "knn_method": resolve_knn_method(knn_method, max(u_a.shape[0], u_b.shape[0])),
+        "knn_method": knn_method,
         "seed": int(seed),
     }
     _write_scores(mdata, (mod_a, mod_b), (s_a, s_b), key_added, summary)

@@ -9,13 +9,13 @@ from sklearn.neighbors import NearestNeighbors
 
 KnnMethod = Literal["auto", "exact", "approximate"]
 
-# Above this many cells (the larger set) "auto" switches to approximate search: exact
+# Above this many indexed cells "auto" switches to approximate search: exact
 # tree search over 100,000 cells took 225 s of cca_links' time (benchmarks/cca_scaling.py).
 APPROXIMATE_ABOVE = 50_000
 
 
 def resolve_knn_method(method: KnnMethod, n_cells: int) -> Literal["exact", "approximate"]:
-    """``"exact"`` or ``"approximate"`` for a search over ``n_cells`` cells (the larger set)."""
+    """``"exact"`` or ``"approximate"`` for a search among ``n_cells`` indexed cells."""
     if method not in ("auto", "exact", "approximate"):
         raise ValueError(f"knn_method must be 'auto', 'exact' or 'approximate', got {method!r}.")
     if method == "auto":
@@ -36,9 +36,12 @@ def knn_indices(
     search uses :class:`sklearn.neighbors.NearestNeighbors`; approximate search uses
     :class:`pynndescent.NNDescent` (as scanpy does), seeded, so results are reproducible.
     """
-    n_cells = max(len(data), 0 if queries is None else len(queries))
     k = min(k, len(data))
-    if resolve_knn_method(method, n_cells) == "exact":
+    degree = max(k, 15)  # of the approximate search graph: below ~15 its recall drops
+    # The index is built on ``data``: its size decides; a graph needs many more cells than
+    # its degree (pynndescent returns -1 indices otherwise), so tiny sets are searched exactly.
+    resolved = resolve_knn_method(method, len(data))
+    if resolved == "exact" or len(data) <= 4 * degree:
         nn = NearestNeighbors(n_neighbors=k).fit(data)
         return nn.kneighbors(data if queries is None else queries, return_distance=False)
 
@@ -46,7 +49,7 @@ def knn_indices(
 
     index = NNDescent(
         np.ascontiguousarray(data, dtype=np.float32),
-        n_neighbors=max(k, 15),  # the graph's degree: below ~15 its recall drops
+        n_neighbors=degree,
         metric="euclidean",
         random_state=seed,
         n_jobs=1,
