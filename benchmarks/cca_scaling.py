@@ -34,8 +34,15 @@ included). Without the reset (not Linux) the call peak is null.
 BLAS/OpenMP threads are pinned to 1 (``OMP_NUM_THREADS`` etc. in the subprocess
 environment): oversubscription on a small shared machine made cca_links ~30x slower.
 
+``--knn-method`` (``exact``, the default, or ``approximate``) is passed to ``cca_links``.
+Rows measured before that option existed used exact search and are marked ``exact``.
+``anchor_precision`` (quality of the scores): label agreement of the mutual nearest
+neighbours of the scores on 5,000 random cells per modality, measured after the timed call.
+
 Usage: python benchmarks/cca_scaling.py [--sizes 1000 10000 100000] [--methods ...]
-Writes benchmarks/results/cca_scaling.json and .md and prints the markdown table.
+[--knn-method exact|approximate] [--merge]. Writes benchmarks/results/cca_scaling.json
+and .md and prints the markdown table; ``--merge`` keeps the rows already there that this
+run does not remeasure.
 """
 
 from __future__ import annotations
@@ -122,7 +129,7 @@ def _reset_peak() -> bool:
         return False
 
 
-def run_one(method: str, n: int) -> dict:
+def run_one(method: str, n: int, knn_method: str = "exact") -> dict:
     """Build the data, run one method, return its measurements (in this process)."""
     import scmosaic
 
@@ -144,9 +151,11 @@ def run_one(method: str, n: int) -> dict:
         scmosaic.pp.link_features(mdata, "adt", "rna", smooth_neighbors=0)
         result["n_linked"] = int(mdata["rna"].obsm["linked_adt"].shape[1])
     elif method == "cca_links:links":
-        summary = scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links")
+        summary = scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", knn_method=knn_method)
     elif method == "cca_links:labels":
-        summary = scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="labels", labels_key="celltype")
+        summary = scmosaic.pp.cca_links(
+            mdata, ("rna", "adt"), init="labels", labels_key="celltype", knn_method=knn_method
+        )
     elif method == "diagonal_cca":
         summary = scmosaic.pp.diagonal_cca(mdata, ("rna", "rna2"))
     else:
@@ -156,6 +165,7 @@ def run_one(method: str, n: int) -> dict:
     result["call_peak_rss_gb"] = call_peak if reset else None
     result["peak_rss_gb"] = max(build_peak, call_peak)
     if method.startswith("cca_links"):
+        result["anchor_precision"] = subsample_anchor_precision(mdata)
         result["n_pivots"] = summary["n_pivots"]
         result["correlations"] = [round(c, 4) for c in summary["correlations"][:3]]
     elif method == "diagonal_cca":
@@ -163,11 +173,32 @@ def run_one(method: str, n: int) -> dict:
     return result
 
 
-def measure(method: str, n: int, timeout: float) -> dict:
+def subsample_anchor_precision(mdata, n_cells: int = 5_000, k: int = 15) -> float:
+    """Quality of the canonical scores: label agreement of their mutual nearest neighbours
+    (exact, k = 15) on a random ``n_cells`` of each modality (after the timed call)."""
+    import numpy as np
+
+    from scmosaic.metrics import anchor_precision
+    from scmosaic.pp._cca import mutual_nearest_pairs
+
+    rng = np.random.default_rng(0)
+    picks = {
+        m: rng.choice(mdata[m].n_obs, min(n_cells, mdata[m].n_obs), replace=False)
+        for m in ("rna", "adt")
+    }
+    scores = {m: mdata[m].obsm["X_cca"].to_numpy()[picks[m]] for m in picks}
+    labels = {m: mdata[m].obs["celltype"].to_numpy()[picks[m]] for m in picks}
+    ia, ib, _ = mutual_nearest_pairs(scores["rna"], scores["adt"], k, knn_method="exact")
+    return float(anchor_precision(ia, ib, labels["rna"], labels["adt"]))
+
+
+def measure(method: str, n: int, timeout: float, knn_method: str = "exact") -> dict:
     """Run ``--one method --n n`` in a fresh subprocess with 1 BLAS/OpenMP thread."""
     env = {**os.environ, **THREAD_ENV, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, __file__, "--one", method, "--n", str(n)]
+    cmd = [sys.executable, __file__, "--one", method, "--n", str(n), "--knn-method", knn_method]
     row = {"method": method.split(":")[0], "init": (method.split(":") + [None])[1], "n": n}
+    if method.startswith("cca_links"):
+        row["knn_method"] = knn_method
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -186,16 +217,16 @@ def _fmt(value, digits: int = 2) -> str:
 
 def table(rows: list[dict]) -> str:
     header = (
-        "| method | init | cells per modality | time (s) | call peak RSS (GB) | "
+        "| method | init | kNN | cells per modality | time (s) | call peak RSS (GB) | "
         "added by call (GB) | process peak RSS (GB) | < 4 GB | notes |\n"
-        "|---|---|---:|---:|---:|---:|---:|:-:|---|\n"
+        "|---|---|---|---:|---:|---:|---:|---:|:-:|---|\n"
     )
     out = []
     for r in rows:
         if r["status"] != "ok":
             out.append(
-                f"| {r['method']} | {r['init'] or '-'} | {r['n']:,} | - | - | - | - | - | "
-                f"{r['status']} |"
+                f"| {r['method']} | {r['init'] or '-'} | {r.get('knn_method', '-')} | {r['n']:,} "
+                f"| - | - | - | - | - | {r['status']} |"
             )
             continue
         notes = []
@@ -203,12 +234,15 @@ def table(rows: list[dict]) -> str:
             notes.append(f"link_features {r['link_features_s']:.1f} s before (not timed)")
         if "n_pivots" in r:
             notes.append(f"pivots {r['n_pivots']}")
+        if "anchor_precision" in r:
+            notes.append(f"anchor precision {r['anchor_precision']:.3f}")
         ok = "yes" if r["peak_rss_gb"] < TARGET_GB else "NO"
         added = None
         if r["call_peak_rss_gb"] is not None and r["rss_before_gb"] is not None:
             added = r["call_peak_rss_gb"] - r["rss_before_gb"]
         out.append(
-            f"| {r['method']} | {r['init'] or '-'} | {r['n']:,} | {r['time_s']:.1f} | "
+            f"| {r['method']} | {r['init'] or '-'} | {r.get('knn_method', '-')} | {r['n']:,} "
+            f"| {r['time_s']:.1f} | "
             f"{_fmt(r['call_peak_rss_gb'])} | {_fmt(added)} | {r['peak_rss_gb']:.2f} | "
             f"{ok} | {'; '.join(notes)} |"
         )
@@ -253,18 +287,30 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--knn-method", default="exact", choices=["exact", "approximate"])
+    parser.add_argument("--merge", action="store_true")
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.n)), flush=True)
+        print(json.dumps(run_one(args.one, args.n, args.knn_method)), flush=True)
         return
 
     info = machine()
     rows = []
     for n in args.sizes:
         for method in args.methods:
-            row = measure(method, n, args.timeout)
+            row = measure(method, n, args.timeout, args.knn_method)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    previous = Path(args.out) / "cca_scaling.json"
+    if args.merge and previous.exists():
+        key = ("method", "init", "knn_method", "n")
+        old = json.loads(previous.read_text())["results"]
+        for r in old:  # rows from before knn_method existed were exact searches
+            if r["method"] == "cca_links":
+                r.setdefault("knn_method", "exact")
+        new = {tuple(r.get(k) for k in key) for r in rows}
+        rows = [r for r in old if tuple(r.get(k) for k in key) not in new] + rows
+        rows.sort(key=lambda r: (r["n"], r["method"], r["init"] or "", r.get("knn_method", "")))
     result = {
         "description": "scmosaic.pp.cca_links / diagonal_cca scaling on replicated Hao cells",
         "target_peak_gb": TARGET_GB,

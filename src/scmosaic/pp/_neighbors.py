@@ -1,4 +1,4 @@
-"""k-nearest-neighbour queries between cell sets: exact below a size, approximate above."""
+"""k-nearest-neighbour queries between cell sets, exact or approximate."""
 
 from __future__ import annotations
 
@@ -7,27 +7,19 @@ from typing import Literal
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-KnnMethod = Literal["auto", "exact", "approximate"]
-
-# Above this many indexed cells "auto" switches to approximate search: exact
-# tree search over 100,000 cells took 225 s of cca_links' time (benchmarks/cca_scaling.py).
-APPROXIMATE_ABOVE = 50_000
+KnnMethod = Literal["exact", "approximate"]
 
 
-def resolve_knn_method(method: KnnMethod, n_cells: int) -> Literal["exact", "approximate"]:
-    """``"exact"`` or ``"approximate"`` for a search among ``n_cells`` indexed cells."""
-    if method not in ("auto", "exact", "approximate"):
-        raise ValueError(f"knn_method must be 'auto', 'exact' or 'approximate', got {method!r}.")
-    if method == "auto":
-        return "approximate" if n_cells > APPROXIMATE_ABOVE else "exact"
-    return method
+def check_knn_method(method: str) -> None:
+    if method not in ("exact", "approximate"):
+        raise ValueError(f"knn_method must be 'exact' or 'approximate', got {method!r}.")
 
 
 def knn_indices(
     data: np.ndarray,
     queries: np.ndarray | None,
     k: int,
-    method: KnnMethod = "auto",
+    method: KnnMethod = "exact",
     seed: int = 0,
 ) -> np.ndarray:
     """Indices ``(n_queries, k)`` of the ``k`` Euclidean nearest rows of ``data``, nearest first.
@@ -37,11 +29,11 @@ def knn_indices(
     :class:`pynndescent.NNDescent` (as scanpy does), seeded, so results are reproducible.
     """
     k = min(k, len(data))
-    degree = max(k, 15)  # of the approximate search graph: below ~15 its recall drops
+    degree = max(k, 30)  # of the approximate search graph (pynndescent's default, for recall)
     # The index is built on ``data``: its size decides; a graph needs many more cells than
     # its degree (pynndescent returns -1 indices otherwise), so tiny sets are searched exactly.
-    resolved = resolve_knn_method(method, len(data))
-    if resolved == "exact" or len(data) <= 4 * degree:
+    check_knn_method(method)
+    if method == "exact" or len(data) <= 4 * degree:
         nn = NearestNeighbors(n_neighbors=k).fit(data)
         return nn.kneighbors(data if queries is None else queries, return_distance=False)
 
