@@ -182,6 +182,7 @@ class UnpairedDataModule(LightningDataModule):
         self.seed = seed
         self.data_on_device = data_on_device
         self.resident_device: torch.device | None = None
+        self._resident: list[ResidentDataset] = []
 
     def _dataset(self, modality: str):
         n_obs = self.adata_manager.adata.mod[modality].n_obs
@@ -231,7 +232,7 @@ class UnpairedDataModule(LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         datasets = {m: self._dataset(m) for m in self.modality_keys}
         self.resident_device = self._resident_device(datasets)
-        self._resident: list[ResidentDataset] = []
+        self._resident = []
         for i, modality in enumerate(self.modality_keys):
             dataset = datasets[modality]
             if self.resident_device is not None:
@@ -254,7 +255,7 @@ class UnpairedDataModule(LightningDataModule):
 
     def teardown(self, stage: str) -> None:
         # The trainer (kept on the model) holds the loaders: free the device copy explicitly.
-        for dataset in getattr(self, "_resident", []):
+        for dataset in self._resident:
             dataset.release()
 
 
