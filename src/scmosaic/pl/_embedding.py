@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from mudata import MuData
 
-from ..model._constants import LATENT_OBSM_KEY
+from .._keys import LATENT_OBSM_KEY
 from ._utils import show_or_return
 
 MODALITY_KEY = "modality"

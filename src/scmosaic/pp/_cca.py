@@ -15,7 +15,7 @@ from scipy import linalg, sparse
 from scipy.sparse.linalg import LinearOperator, svds
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from ..model._constants import default_link_key
+from .._keys import linked_obsm_key
 from ._neighbors import KnnMethod, check_knn_method, knn_indices
 from ._preprocess import get_counts
 
@@ -275,7 +275,7 @@ def _link_pivots(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     keys = list(linked_keys) if linked_keys is not None else None
     if keys is None:
-        keys = [default_link_key(mod_b), default_link_key(mod_a)]
+        keys = [linked_obsm_key(mod_b), linked_obsm_key(mod_a)]
     if len(keys) != 2:
         raise ValueError(f"linked_keys must be two .obsm keys (a, b), got {keys}.")
     blocks = []

@@ -14,7 +14,7 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from ..model._constants import default_link_key
+from .._keys import linked_obsm_key
 from ._adt_table import load_adt_gene_table, match_proteins
 from ._preprocess import get_counts
 
@@ -247,8 +247,8 @@ def link_features(
         block_a = smoothing_operator(counts_a, smooth_neighbors) @ block_a
         block_b = smoothing_operator(counts_b, smooth_neighbors) @ block_b
     names = [c[2] for c in columns]
-    key_a = key_a or default_link_key(mod_b)
-    key_b = key_b or default_link_key(mod_a)
+    key_a = key_a or linked_obsm_key(mod_b)
+    key_b = key_b or linked_obsm_key(mod_a)
     adata_a.obsm[key_a] = pd.DataFrame(
         _zscore(block_a, clip).astype(np.float32), index=adata_a.obs_names, columns=names
     )

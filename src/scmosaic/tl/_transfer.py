@@ -9,7 +9,7 @@ import pandas as pd
 from mudata import MuData
 
 from ..metrics import knn_transfer
-from ..model._constants import LATENT_OBSM_KEY
+from .._keys import LATENT_OBSM_KEY
 
 logger = logging.getLogger(__name__)
 
