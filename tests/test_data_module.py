@@ -38,7 +38,7 @@ def test_csr_rows_to_dense_matches_scipy():
 def _loaders(model, data_on_device):
     dm = UnpairedDataModule(
         model.adata_manager,
-        model._modality_keys(),
+        model.layout,
         batch_size=16,
         iterations_per_epoch=3,
         seed=5,

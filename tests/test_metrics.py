@@ -13,9 +13,9 @@ from scmosaic.metrics import (
     foscttm,
     foscttm_maxfuse,
     foscttm_per_cell,
-    knn_transfer,
     label_transfer_accuracy,
 )
+from scmosaic.tl import knn_transfer
 
 # ---------------------------------------------------------------------------
 # FOSCTTM
@@ -338,3 +338,11 @@ def test_anchor_precision_errors():
         anchor_precision([0, 5], [0, 0], ["a", "b"], ["a"])
     with pytest.raises(ValueError, match="integers"):
         anchor_precision([0.5], [0], ["a", "b"], ["a"])
+
+
+def test_knn_transfer_old_location_warns_and_works():
+    import scmosaic.metrics
+
+    with pytest.warns(FutureWarning, match="scmosaic.tl.knn_transfer"):
+        old = scmosaic.metrics.knn_transfer
+    assert old is knn_transfer

@@ -127,7 +127,7 @@ def test_stack_latents(trained):
     joint = _stack_latents(mdata, obs_keys=["celltype"])
     assert joint.n_obs == 170 and joint.obsm["X_scmodal"].shape == (170, 4)
     assert list(joint.obs["modality"].cat.categories) == ["rna", "adt"]
-    assert joint.obs_names[0] == "rna:rna_cell0"
+    assert joint.obs_names[0] == "rna_cell0:rna"
     np.testing.assert_array_equal(joint.obsm["X_scmodal"][90:], mdata["adt"].obsm["X_scmodal"])
 
 

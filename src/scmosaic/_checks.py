@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
+from numpy.typing import ArrayLike
 
 
 def get_modality(mdata: MuData, modality: str, role: str = "") -> AnnData:
@@ -24,3 +28,45 @@ def get_modality(mdata: MuData, modality: str, role: str = "") -> AnnData:
         what = f"{role} modality" if role else "Modality"
         raise KeyError(f"{what} {modality!r} is not in the MuData; it has {list(mdata.mod)}.")
     return mdata.mod[modality]
+
+
+def check_positive_int(value, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+
+
+def as_finite_matrix(a: ArrayLike, name: str) -> np.ndarray:
+    """``a`` as a finite 2-D float64 array (cells x dims), or a ``ValueError`` naming ``name``."""
+    if sp.issparse(a):
+        a = a.toarray()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be a numeric 2-D array: {err}") from err
+    if arr.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D array (cells x dims), got {arr.ndim}-D "
+            f"array with shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)):
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(
+            f"`{name}` contains {n_bad} NaN or infinite value(s); embeddings must be finite."
+        )
+    return arr
+
+
+def as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
+    """Labels as a 1-D object array (categoricals -> their values), of length ``n`` if given."""
+    if isinstance(labels, pd.Series | pd.Index | pd.Categorical):
+        arr = np.asarray(labels.astype(object))
+    else:
+        arr = np.asarray(labels, dtype=object)
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be 1-D, got shape {arr.shape}.")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(
+            f"`{name}` has {arr.shape[0]} entries but the matching embedding has {n} rows."
+        )
+    return arr

@@ -37,32 +37,12 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from .._checks import as_finite_matrix
+
 __all__ = ["foscttm", "foscttm_maxfuse", "foscttm_per_cell"]
 
 Metric = Literal["euclidean", "pearson"]
 _METRICS = ("euclidean", "pearson")
-
-
-def _as_2d_finite(a: ArrayLike, name: str) -> np.ndarray:
-    """Convert ``a`` to a finite 2-D float64 array or raise ``ValueError``."""
-    if sp.issparse(a):
-        a = a.toarray()
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`{name}` must be a numeric 2-D array: {err}") from err
-    if arr.ndim != 2:
-        raise ValueError(
-            f"`{name}` must be a 2-D array (cells x dims), got {arr.ndim}-D "
-            f"array with shape {arr.shape}."
-        )
-    if not np.all(np.isfinite(arr)):
-        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(
-            f"`{name}` contains {n_bad} NaN or infinite value(s); FOSCTTM "
-            "requires finite embeddings."
-        )
-    return arr
 
 
 def _validate_pair(
@@ -78,8 +58,8 @@ def _validate_pair(
         raise TypeError(f"`chunk_size` must be an int, got {chunk_size!r}.")
     if chunk_size < 1:
         raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size}.")
-    xa = _as_2d_finite(x, "x")
-    ya = _as_2d_finite(y, "y")
+    xa = as_finite_matrix(x, "x")
+    ya = as_finite_matrix(y, "y")
     if xa.shape[0] != ya.shape[0]:
         raise ValueError(
             "`x` and `y` must have the same number of rows (row i of x is the "

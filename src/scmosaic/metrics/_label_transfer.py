@@ -1,4 +1,4 @@
-"""Label-transfer metrics: kNN label transfer, accuracy / macro-F1, anchors."""
+"""Label-transfer metrics: accuracy / macro-F1 of kNN label transfer, anchor precision."""
 
 from __future__ import annotations
 
@@ -6,138 +6,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import f1_score
-from sklearn.neighbors import NearestNeighbors
 
-from ._foscttm import _as_2d_finite
+from .._checks import as_finite_matrix, as_labels, check_positive_int
+from ..tl import knn_transfer
 
-__all__ = ["anchor_precision", "knn_transfer", "label_transfer_accuracy"]
-
-
-def _as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
-    """Return labels as a 1-D object array (categoricals -> their values)."""
-    if isinstance(labels, (pd.Series, pd.Index, pd.Categorical)):
-        arr = np.asarray(labels.astype(object))
-    else:
-        arr = np.asarray(labels, dtype=object)
-    if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-D, got shape {arr.shape}.")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(
-            f"`{name}` has {arr.shape[0]} entries but the matching embedding has {n} rows."
-        )
-    return arr
-
-
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"`k` must be a positive int, got {k!r}.")
-
-
-def _check_chunk_size(chunk_size: int) -> None:
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
-
-
-def knn_transfer(
-    ref_emb: ArrayLike,
-    ref_labels: ArrayLike,
-    query_emb: ArrayLike,
-    *,
-    k: int = 1,
-    chunk_size: int = 2048,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Transfer labels from reference cells to query cells by kNN majority vote.
-
-    Neighbours are found with :class:`sklearn.neighbors.NearestNeighbors`
-    (Euclidean distance), querying ``chunk_size`` cells at a time.
-
-    Parameters
-    ----------
-    ref_emb
-        Reference embedding, shape ``(n_ref, d)``.
-    ref_labels
-        Reference labels, length ``n_ref`` (strings, numbers or a pandas
-        Categorical/Series).  Reference cells with a missing label (``NaN`` /
-        ``None`` / ``pd.NA``) are dropped before the neighbour search.
-    query_emb
-        Query embedding, shape ``(n_query, d)``.
-    k
-        Number of neighbours.  Must not exceed the number of labelled
-        reference cells.
-    chunk_size
-        Number of query cells searched at a time (bounds memory).
-
-    Returns
-    -------
-    labels
-        Object array of shape ``(n_query,)`` with the predicted labels.
-    confidence
-        Float array of shape ``(n_query,)``: fraction of the ``k`` neighbours
-        that voted for the predicted label (always ``1.0`` when ``k=1``).
-
-    Notes
-    -----
-    Ties in the vote are broken deterministically in favour of the tied label
-    whose closest voter is nearest to the query (neighbours are ordered by
-    distance as returned by scikit-learn).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> ref = np.array([[0.0], [0.1], [5.0], [5.1]])
-    >>> lab = np.array(["T", "T", "B", "B"])
-    >>> pred, conf = knn_transfer(ref, lab, np.array([[0.2], [4.0]]), k=3)
-    >>> pred.tolist(), np.round(conf, 3).tolist()
-    (['T', 'B'], [0.667, 0.667])
-    """
-    _check_k(k)
-    _check_chunk_size(chunk_size)
-    ref = _as_2d_finite(ref_emb, "ref_emb")
-    query = _as_2d_finite(query_emb, "query_emb")
-    labels = _as_labels(ref_labels, "ref_labels", ref.shape[0])
-    if ref.shape[1] != query.shape[1]:
-        raise ValueError(
-            "`ref_emb` and `query_emb` must have the same number of columns; got "
-            f"ref_emb.shape={ref.shape} and query_emb.shape={query.shape}."
-        )
-    keep = ~pd.isna(labels)
-    ref, labels = ref[keep], labels[keep]
-    if k > ref.shape[0]:
-        raise ValueError(
-            f"`k`={k} exceeds the number of labelled reference cells ({ref.shape[0]})."
-        )
-    codes, uniques = pd.factorize(labels)
-    uniques = np.asarray(uniques, dtype=object)
-    n_classes = uniques.shape[0]
-
-    n_query = query.shape[0]
-    pred = np.empty(n_query, dtype=np.intp)
-    conf = np.empty(n_query, dtype=np.float64)
-    if n_query == 0:
-        return uniques[pred], conf
-
-    nn = NearestNeighbors(n_neighbors=k).fit(ref)
-    for start in range(0, n_query, chunk_size):
-        stop = min(start + chunk_size, n_query)
-        idx = nn.kneighbors(query[start:stop], return_distance=False)
-        nb_codes = codes[idx]  # (m, k), ordered nearest first
-        m = stop - start
-        rows = np.arange(m)
-        votes = np.zeros((m, n_classes), dtype=np.int64)
-        np.add.at(votes, (rows[:, None], nb_codes), 1)
-        # Rank of the nearest voter for each label (k if the label got no vote).
-        first = np.full((m, n_classes), k, dtype=np.int64)
-        for p in range(k - 1, -1, -1):
-            first[rows, nb_codes[:, p]] = p
-        # More votes wins; among equal votes the nearer first voter wins.
-        winner = np.argmax(votes * (k + 1) - first, axis=1)
-        pred[start:stop] = winner
-        conf[start:stop] = votes[rows, winner] / k
-    return uniques[pred], conf
+__all__ = ["anchor_precision", "label_transfer_accuracy"]
 
 
 def _score(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -198,11 +71,11 @@ def label_transfer_accuracy(
     >>> res["a_to_b"], res["b_to_a"], res["macro_f1"]
     (1.0, 1.0, 1.0)
     """
-    _check_k(k)
-    a = _as_2d_finite(emb_a, "emb_a")
-    b = _as_2d_finite(emb_b, "emb_b")
-    la = _as_labels(labels_a, "labels_a", a.shape[0])
-    lb = _as_labels(labels_b, "labels_b", b.shape[0])
+    check_positive_int(k, "k")
+    a = as_finite_matrix(emb_a, "emb_a")
+    b = as_finite_matrix(emb_b, "emb_b")
+    la = as_labels(labels_a, "labels_a", a.shape[0])
+    lb = as_labels(labels_b, "labels_b", b.shape[0])
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             "`emb_a` and `emb_b` must have the same number of columns; got "
@@ -274,8 +147,8 @@ def anchor_precision(
     >>> anchor_precision([], [], ["T"], ["T"])
     nan
     """
-    la = _as_labels(labels_a, "labels_a")
-    lb = _as_labels(labels_b, "labels_b")
+    la = as_labels(labels_a, "labels_a")
+    lb = as_labels(labels_b, "labels_b")
     ia = _as_index(pairs_a, "pairs_a", la.shape[0])
     ib = _as_index(pairs_b, "pairs_b", lb.shape[0])
     if ia.shape[0] != ib.shape[0]:

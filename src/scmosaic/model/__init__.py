@@ -1,7 +1,7 @@
 """The scMODAL model, module, training plan and data module."""
 
-from ._constants import Link
 from ._data_module import UnpairedDataModule
+from ._layout import DataLayout, Link, MosaicBatch
 from ._model import SCMODAL
 from ._module import SCMODALModule
 from ._presets import PRESETS
@@ -12,6 +12,8 @@ __all__ = [
     "SCMODALModule",
     "SCMODALTrainingPlan",
     "UnpairedDataModule",
+    "DataLayout",
     "Link",
+    "MosaicBatch",
     "PRESETS",
 ]

@@ -20,6 +20,8 @@ from torch.utils.data import (
     Subset,
 )
 
+from ._layout import DataLayout, MosaicBatch
+
 logger = logging.getLogger(__name__)
 
 # Share of the accelerator's free memory the resident data may take when placement is "auto".
@@ -143,14 +145,16 @@ class UnpairedDataModule(LightningDataModule):
     scvi-tools' stock loaders index the union of cells of a MuData and break on unpaired
     modalities, so every modality gets a loader over its own rows. Each epoch has exactly
     ``iterations_per_epoch`` minibatches of ``batch_size`` cells per modality; Lightning
-    combines the loaders into one batch ``{modality: {registry_key: tensor}}``.
+    combines the loaders into ``{modality: {registry_key: tensor}}``, which
+    :meth:`on_before_batch_transfer` hands to the plan as a
+    :class:`~scmosaic.model._layout.MosaicBatch`.
 
     Parameters
     ----------
     adata_manager
         Manager of the registered MuData.
-    modality_keys
-        Registry keys to load for each modality.
+    layout
+        The registered modalities and links (which registry keys each modality loads).
     batch_size
         Cells sampled per modality per iteration.
     iterations_per_epoch
@@ -168,7 +172,7 @@ class UnpairedDataModule(LightningDataModule):
     def __init__(
         self,
         adata_manager: AnnDataManager,
-        modality_keys: dict[str, list[str]],
+        layout: DataLayout,
         batch_size: int = 500,
         iterations_per_epoch: int = 100,
         seed: int = 0,
@@ -176,7 +180,7 @@ class UnpairedDataModule(LightningDataModule):
     ):
         super().__init__()
         self.adata_manager = adata_manager
-        self.modality_keys = modality_keys
+        self.layout = layout
         self.batch_size = batch_size
         self.iterations_per_epoch = iterations_per_epoch
         self.seed = seed
@@ -188,7 +192,7 @@ class UnpairedDataModule(LightningDataModule):
         n_obs = self.adata_manager.adata.mod[modality].n_obs
         # A Subset of the modality's rows: the AnnTorchDataset's own length is the MuData's.
         return self.adata_manager.create_torch_dataset(
-            indices=np.arange(n_obs), data_and_attributes=self.modality_keys[modality]
+            indices=np.arange(n_obs), data_and_attributes=self.layout.registry_keys(modality)
         )
 
     @staticmethod
@@ -230,10 +234,10 @@ class UnpairedDataModule(LightningDataModule):
         # Under distributed training every process draws its own minibatches (seed offset
         # by its rank); gradients are then averaged over processes by the strategy.
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        datasets = {m: self._dataset(m) for m in self.modality_keys}
+        datasets = {m: self._dataset(m) for m in self.layout.modalities}
         self.resident_device = self._resident_device(datasets)
         self._resident = []
-        for i, modality in enumerate(self.modality_keys):
+        for i, modality in enumerate(self.layout.modalities):
             dataset = datasets[modality]
             if self.resident_device is not None:
                 dataset = ResidentDataset(*self._arrays(dataset), self.resident_device)
@@ -249,6 +253,10 @@ class UnpairedDataModule(LightningDataModule):
             # batch_size=None: the sampler yields whole index lists, no extra dimension.
             loaders[modality] = DataLoader(dataset, sampler=batches, batch_size=None)
         return loaders
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> MosaicBatch:
+        # Lightning moves the dataclass's tensors to the device after this hook.
+        return self.layout.structure(batch)
 
     def val_dataloader(self):
         return []

@@ -60,6 +60,27 @@ def mutual_nearest_from_similarity(sim: torch.Tensor, k: int) -> tuple[torch.Ten
     return idx_a, idx_b
 
 
+@torch.no_grad()
+def select_anchors(
+    p_a: torch.Tensor,
+    p_b: torch.Tensor,
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    k: int,
+    latent_weight: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor pairs of a minibatch: mutual nearest neighbours of ``cos(P) + w cos(z)``.
+
+    With ``latent_weight`` 0 only the linked features ``p_a``, ``p_b`` choose anchors (the
+    reference); with ``w > 0`` the current latent codes help.
+    """
+    if latent_weight <= 0:
+        return mutual_nearest_neighbors(p_a, p_b, k)
+    sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
+    z_sim = F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T
+    return mutual_nearest_from_similarity(sim + latent_weight * z_sim, k)
+
+
 def anchor_loss(
     z_a: torch.Tensor, z_b: torch.Tensor, idx_a: torch.Tensor, idx_b: torch.Tensor
 ) -> torch.Tensor:

@@ -19,12 +19,14 @@ from scvi.data.fields import MuDataLayerField, MuDataObsmField
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from ._constants import LATENT_OBSM_KEY, Link, features_key, link_key
+from .._keys import LATENT_OBSM_KEY, features_registry_key
+from .._stats import feature_mean_std
 from ._data_module import UnpairedDataModule, iterate_chunks
+from ._layout import DataLayout, Link
 from ._module import SCMODALModule
-from ._presets import default_max_steps, get_preset, resolve
+from ._presets import default_max_steps, document_presets, get_preset, resolve
 from ._training_plan import SCMODALTrainingPlan
-from ._validation import parse_links, validate_setup
+from ._validation import validate_setup
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,32 @@ def _quiet_lightning() -> Iterator[None]:
         lightning_logger.removeFilter(_drop_advertisements)
 
 
+def _merge_kwargs(name: str, kwargs: dict | None, **explicit) -> dict:
+    """``kwargs`` plus the explicit arguments that are not ``None``; each key given once."""
+    merged = dict(kwargs or {})
+    for key, value in explicit.items():
+        if value is None:
+            continue
+        if key in merged:
+            raise ValueError(f"{key!r} was given both as an argument and in {name}; give it once.")
+        merged[key] = value
+    return merged
+
+
+def _set_trainer_defaults(trainer_kwargs: dict, devices, iterations_per_epoch: int) -> None:
+    """Lightning settings SCMODAL needs unless the user set them."""
+    trainer_kwargs.setdefault("check_val_every_n_epoch", None)
+    # The data module samples per modality and per process itself: Lightning must not
+    # wrap its samplers in a DistributedSampler.
+    trainer_kwargs.setdefault("use_distributed_sampler", False)
+    if _n_devices(devices) > 1:
+        # Discriminator steps leave encoder/decoder parameters without gradients.
+        trainer_kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
+    # Epoch means are logged by the plan; per-step logging would only warn on short epochs.
+    trainer_kwargs.setdefault("log_every_n_steps", iterations_per_epoch)
+
+
+@document_presets
 class SCMODAL(BaseModelClass):
     """scMODAL: adversarial alignment of modalities whose cells differ.
 
@@ -81,28 +109,32 @@ class SCMODAL(BaseModelClass):
     preset
         ``"default"`` (scmosaic's recommended settings) or ``"reference"`` (the published
         scMODAL defaults, exactly). Every argument below left at ``None`` takes the
-        preset's value.
+        preset's value (given in brackets; :data:`scmosaic.model.PRESETS`).
     n_latent
-        Dimension of the joint latent space (reference 20).
+        Dimension of the joint latent space ({n_latent}).
     n_hidden
-        Hidden width of encoders and decoders (reference 512).
+        Hidden width of encoders and decoders ({n_hidden}).
     n_hidden_discriminator
-        Hidden width of the discriminators (reference 512).
+        Hidden width of the discriminators ({n_hidden_discriminator}).
     lambda_gan, lambda_ae, lambda_latent_cycle, lambda_mnn, lambda_geo
-        Loss weights (reference 1, 10, 10, 1, 10).
+        Loss weights of the adversarial, reconstruction, latent-cycle, anchor and geometric
+        terms ({lambda_gan}; {lambda_ae}; {lambda_latent_cycle}; anchor: {lambda_mnn};
+        {lambda_geo}).
     n_neighbors_mnn
-        ``k`` of the minibatch mutual nearest neighbours on linked features (reference 30).
+        ``k`` of the minibatch mutual nearest neighbours on linked features
+        ({n_neighbors_mnn}).
     max_geo_similarity
-        Clamp of the geometric term's per-cell similarity (reference 0.975).
+        Clamp of the geometric term's per-cell similarity ({max_geo_similarity}).
     clip
         Inputs are z-scored per feature with the statistics of ``mdata`` and clipped at
-        ``+-clip`` (reference 10; 0 disables clipping).
+        ``+-clip``; 0 disables clipping ({clip}).
     init_std
-        Normal initialisation scale of all weights (reference 0.1; 0 = PyTorch default).
+        Normal initialisation scale of all weights; 0 keeps PyTorch's default initialisation
+        ({init_std}).
     latent_anchor_weight
         Anchors are mutual nearest neighbours of ``cos(P_a, P_b) + w * cos(z_a, z_b)``:
-        with ``w > 0`` the current latent codes (all features) help choose anchors
-        (reference 0: linked features only).
+        with ``w > 0`` the current latent codes (all features) help choose anchors; 0 uses
+        linked features only ({latent_anchor_weight}).
     seed
         Seed of the weight initialisation and of minibatch sampling.
 
@@ -160,15 +192,13 @@ class SCMODAL(BaseModelClass):
             init_std=init_std,
             latent_anchor_weight=latent_anchor_weight,
         )
-        n_features = {m: self.adata.mod[m].n_vars for m in self.modalities}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = self._module_cls(
-                n_features=n_features,
+                feature_statistics=self._feature_statistics(),
                 links=[(link.mod_a, link.mod_b) for link in self.links],
                 **module_kwargs,
             )
-        self._set_feature_statistics()
         self._model_summary_string = (
             f"SCMODAL ({preset} preset) of {', '.join(self.modalities)} with "
             f"{len(self.links)} link(s); latent {module_kwargs['n_latent']}, "
@@ -220,21 +250,24 @@ class SCMODAL(BaseModelClass):
         ... )
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        modalities = list(modalities)
+        layout = DataLayout.from_setup(modalities, links)
         layers = dict(layers or {})
-        parsed = parse_links(links, modalities)
-        validate_setup(mdata, modalities, parsed, layers)
+        validate_setup(mdata, layout, layers)
         fields = [
             MuDataLayerField(
-                features_key(m), layers.get(m), mod_key=m, is_count_data=False, mod_required=True
+                features_registry_key(m),
+                layers.get(m),
+                mod_key=m,
+                is_count_data=False,
+                mod_required=True,
             )
-            for m in modalities
+            for m in layout.modalities
         ]
-        for i, link in enumerate(parsed):
-            for mod, key in ((link.mod_a, link.key_a), (link.mod_b, link.key_b)):
-                fields.append(
-                    MuDataObsmField(link_key(i, mod), key, mod_key=mod, mod_required=True)
-                )
+        fields += [
+            MuDataObsmField(registry, key, mod_key=mod, mod_required=True)
+            for link in layout.links
+            for mod, key, registry in link.sides
+        ]
         adata_manager = AnnDataManager(
             fields=fields,
             setup_method_args=setup_method_args,
@@ -254,6 +287,11 @@ class SCMODAL(BaseModelClass):
         return self.adata_manager.registry["setup_args"]
 
     @property
+    def layout(self) -> DataLayout:
+        """The registered modalities and links, parsed from the setup arguments."""
+        return DataLayout.from_setup(self._setup_args["modalities"], self._setup_args["links"])
+
+    @property
     def modalities(self) -> list[str]:
         """Registered modalities, in order."""
         return list(self._setup_args["modalities"])
@@ -261,37 +299,20 @@ class SCMODAL(BaseModelClass):
     @property
     def links(self) -> list[Link]:
         """Registered links with their ``.obsm`` keys."""
-        return parse_links(self._setup_args["links"], self.modalities)
+        return list(self.layout.links)
 
-    def _modality_keys(self) -> dict[str, list[str]]:
-        keys = {m: [features_key(m)] for m in self.modalities}
-        for i, link in enumerate(self.links):
-            keys[link.mod_a].append(link_key(i, link.mod_a))
-            keys[link.mod_b].append(link_key(i, link.mod_b))
-        return keys
-
-    def _set_feature_statistics(self, chunk_size: int = 4096) -> None:
-        """Per-feature mean and std (ddof=1, 0 -> 1) of each modality, computed in chunks."""
-        for m in self.modalities:
-            total = sq_total = None
-            n = 0
-            for chunk in iterate_chunks(self.adata_manager, m, [features_key(m)], chunk_size):
-                x = chunk[features_key(m)].double()
-                total = x.sum(0) if total is None else total + x.sum(0)
-                sq_total = x.pow(2).sum(0) if sq_total is None else sq_total + x.pow(2).sum(0)
-                n += x.shape[0]
-            mean = total / n
-            var = (sq_total / n - mean.pow(2)).clamp_min(0.0) * (n / max(n - 1, 1))
-            std = var.sqrt()
-            std[std == 0] = 1.0
-            standardizer = self.module.standardizers[m]
-            standardizer.mean.copy_(mean.float())
-            standardizer.std.copy_(std.float())
+    def _feature_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per-feature mean and std (ddof=1, 0 -> 1) of each registered modality."""
+        return {
+            m: feature_mean_std(self.adata_manager.get_from_registry(features_registry_key(m)))
+            for m in self.modalities
+        }
 
     # -------------------------------------------------------------- training
+    @document_presets
     def train(
         self,
-        max_steps: int | None = None,
+        max_steps: int | Literal["auto"] | None = None,
         batch_size: int | None = None,
         n_critic: int | None = None,
         lr: float | None = None,
@@ -302,30 +323,32 @@ class SCMODAL(BaseModelClass):
         seed: int | None = None,
         iterations_per_epoch: int = 100,
         data_on_device: bool | None = None,
+        plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
         """Train the model for ``max_steps`` iterations.
 
         One iteration samples ``batch_size`` cells of every modality (with replacement),
         takes ``n_critic`` discriminator steps and one encoder/decoder step. Arguments left
-        at ``None`` take the model's preset value.
+        at ``None`` take the model's preset value (in brackets).
 
         Parameters
         ----------
         max_steps
-            Number of iterations (reference 10,000), not optimiser steps. The default
-            preset trains for about 625 passes over the largest modality, between 1,000 and
-            2,000 iterations.
+            Number of iterations, not optimiser steps ({max_steps}). ``"auto"``: about 625
+            passes over the largest modality, between 1,000 and 2,000 iterations.
         batch_size
-            Cells per modality per iteration (reference 500).
+            Cells per modality per iteration ({batch_size}).
         n_critic
-            Discriminator updates per iteration (reference 5).
+            Discriminator updates per iteration ({n_critic}).
         lr
-            Adam learning rate (reference 1e-3).
+            Adam learning rate ({lr}).
         weight_decay
-            Adam L2 penalty (reference 1e-3).
+            Adam L2 penalty ({weight_decay}).
         gradient_clip_norm
-            Gradient norm clip of the encoder/decoder step (reference 5).
+            Gradient norm clip of the encoder/decoder step; 0 disables it
+            ({gradient_clip_norm}).
         accelerator, devices
             Passed to Lightning, e.g. ``accelerator="gpu"``. With ``devices`` > 1 training
             is distributed (DDP, ``strategy="ddp_find_unused_parameters_true"`` unless a
@@ -340,10 +363,15 @@ class SCMODAL(BaseModelClass):
             epoch for every loss term and the anchor pair count.
         data_on_device
             Hold the registered data as tensors on the training device and gather each
-            minibatch there, instead of slicing it from host memory and copying it every
-            iteration. ``None`` (default): on a GPU when the data (sparse matrices stay
-            sparse) take at most half of its free memory and the MuData is not backed.
-            The minibatches drawn, and hence the trained model, are the same either way.
+            minibatch there. ``None``: on a GPU when the data take at most half of its free
+            memory and the MuData is not backed. The minibatches drawn are the same either way.
+        plan_kwargs
+            Further arguments of :class:`~scmosaic.model.SCMODALTrainingPlan` (e.g.
+            ``betas``), as in other scvi-tools models; also accepts ``lr``, ``weight_decay``,
+            ``n_critic`` and ``gradient_clip_norm``, each given only one way.
+        datasplitter_kwargs
+            Further arguments of :class:`~scmosaic.model.UnpairedDataModule`, like the data
+            splitter arguments of other scvi-tools models.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
 
@@ -352,29 +380,31 @@ class SCMODAL(BaseModelClass):
         >>> model.train(max_steps=2000)
         >>> model.history["loss_anchor"].plot()
         """
+        plan_settings = _merge_kwargs(
+            "plan_kwargs",
+            plan_kwargs,
+            lr=lr,
+            weight_decay=weight_decay,
+            n_critic=n_critic,
+            gradient_clip_norm=gradient_clip_norm,
+        )
         settings = resolve(
             get_preset(self.preset).train,
             max_steps=max_steps,
             batch_size=batch_size,
-            n_critic=n_critic,
-            lr=lr,
-            weight_decay=weight_decay,
-            gradient_clip_norm=gradient_clip_norm,
+            **{k: plan_settings.pop(k, None) for k in ("lr", "weight_decay", "n_critic")},
+            gradient_clip_norm=plan_settings.pop("gradient_clip_norm", None),
         )
-        if settings["max_steps"] is None:
-            largest = max(self.adata.mod[m].n_obs for m in self.modalities)
-            settings["max_steps"] = default_max_steps(largest, settings["batch_size"])
-        n_iter = int(settings["max_steps"])
-        if n_iter < 1:
-            raise ValueError(f"max_steps must be a positive number of iterations, got {n_iter}.")
+        n_iter = self._n_iterations(settings["max_steps"], settings["batch_size"])
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
         data_module = self._data_module_cls(
             self.adata_manager,
-            self._modality_keys(),
+            self.layout,
             batch_size=settings["batch_size"],
             iterations_per_epoch=iterations_per_epoch,
             seed=self.seed if seed is None else seed,
             data_on_device=data_on_device,
+            **(datasplitter_kwargs or {}),
         )
         plan = self._training_plan_cls(
             self.module,
@@ -382,16 +412,9 @@ class SCMODAL(BaseModelClass):
             weight_decay=settings["weight_decay"],
             n_critic=settings["n_critic"],
             gradient_clip_norm=settings["gradient_clip_norm"],
+            **plan_settings,
         )
-        trainer_kwargs.setdefault("check_val_every_n_epoch", None)
-        # The data module samples per modality and per process itself: Lightning must not
-        # wrap its samplers in a DistributedSampler.
-        trainer_kwargs.setdefault("use_distributed_sampler", False)
-        if _n_devices(devices) > 1:
-            # Discriminator steps leave encoder/decoder parameters without gradients.
-            trainer_kwargs.setdefault("strategy", "ddp_find_unused_parameters_true")
-        # Epoch means are logged by the plan; per-step logging would only warn on short epochs.
-        trainer_kwargs.setdefault("log_every_n_steps", iterations_per_epoch)
+        _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
         with _quiet_lightning():
             runner = TrainRunner(
                 self,
@@ -406,6 +429,17 @@ class SCMODAL(BaseModelClass):
             )
             runner()
         self.n_iterations_trained_ += plan.n_iterations
+
+    def _n_iterations(self, max_steps: int | str, batch_size: int) -> int:
+        """Iterations to train: ``max_steps``, or the data-size rule for ``"auto"``."""
+        if max_steps == "auto":
+            largest = max(self.adata.mod[m].n_obs for m in self.modalities)
+            return default_max_steps(largest, batch_size)
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
+            raise TypeError(f"max_steps must be an int or 'auto', got {max_steps!r}.")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be a positive number of iterations, got {max_steps}.")
+        return int(max_steps)
 
     # --------------------------------------------------------------- outputs
     def _manager_for(self, mdata: MuData | None) -> AnnDataManager:
@@ -463,9 +497,10 @@ class SCMODAL(BaseModelClass):
         latent = {}
         for m in modalities:
             self._check_modality(m, "Requested")
+            key = features_registry_key(m)
             chunks = [
-                self.module.encode(m, batch[features_key(m)].to(self.device)).cpu()
-                for batch in iterate_chunks(manager, m, [features_key(m)], batch_size)
+                self.module.encode(m, batch[key].to(self.device)).cpu()
+                for batch in iterate_chunks(manager, m, [key], batch_size)
             ]
             latent[m] = torch.cat(chunks).numpy()
             if write_obsm:
@@ -515,12 +550,13 @@ class SCMODAL(BaseModelClass):
         manager = self._manager_for(mdata)
         self.module.eval()
         chunks = []
-        for batch in iterate_chunks(manager, source, [features_key(source)], batch_size):
+        key = features_registry_key(source)
+        for batch in iterate_chunks(manager, source, [key], batch_size):
             x_hat = self.module.decode(
-                target, self.module.encode(source, batch[features_key(source)].to(self.device))
+                target, self.module.encode(source, batch[key].to(self.device))
             )
             if space == "log":
-                x_hat = self.module.standardizers[target].inverse(x_hat)
+                x_hat = self.module.unscale(target, x_hat)
             chunks.append(x_hat.cpu())
         return pd.DataFrame(
             torch.cat(chunks).numpy(),

@@ -7,7 +7,8 @@ documented in the user guide.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -22,20 +23,20 @@ class ModulePreset:
     lambda_geo: float = 10.0
     n_neighbors_mnn: int = 30
     max_geo_similarity: float = 0.975
-    clip: float | None = 10.0
-    init_std: float | None = 0.1
+    clip: float = 10.0  # 0: no clipping
+    init_std: float = 0.1  # 0: PyTorch's default initialisation
     latent_anchor_weight: float = 0.0
 
 
 @dataclass(frozen=True)
 class TrainPreset:
-    # None: about 625 passes over the largest modality, between 1,000 and 2,000 iterations
-    max_steps: int | None = 10_000
+    # "auto": about 625 passes over the largest modality, between 1,000 and 2,000 iterations
+    max_steps: int | Literal["auto"] = 10_000
     batch_size: int = 500
     n_critic: int = 5
     lr: float = 1e-3
     weight_decay: float = 1e-3
-    gradient_clip_norm: float | None = 5.0
+    gradient_clip_norm: float = 5.0  # 0: no clipping
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ PRESETS: dict[str, Preset] = {
     # label transfer and lower FOSCTTM, and quality peaks near 1,000 iterations there.
     "default": Preset(
         ModulePreset(lambda_mnn=10.0, init_std=0.0, latent_anchor_weight=0.5),
-        TrainPreset(max_steps=None, n_critic=1, lr=3e-4, weight_decay=0.0),
+        TrainPreset(max_steps="auto", n_critic=1, lr=3e-4, weight_decay=0.0),
     ),
 }
 
@@ -81,5 +82,31 @@ def get_preset(name: str) -> Preset:
 
 
 def resolve(defaults, **overrides):
-    """Preset values with the non-``None`` overrides applied, as a plain dict."""
+    """Preset values with the overrides applied, as a plain dict.
+
+    ``None`` means "the preset's value" at every layer: an override left at ``None`` keeps
+    it. No preset value is ``None``; switches that turn something off use 0.
+    """
     return asdict(replace(defaults, **{k: v for k, v in overrides.items() if v is not None}))
+
+
+def _describe(field: str, part: str) -> str:
+    values = {name: getattr(getattr(preset, part), field) for name, preset in PRESETS.items()}
+    shown = {name: f"{v:,}" if isinstance(v, int) else repr(v) for name, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"both presets: {shown['default']}"
+    return "; ".join(f"{name} preset: {text}" for name, text in shown.items())
+
+
+def document_presets(obj):
+    """Fill ``{field}`` placeholders of ``obj.__doc__`` with every preset's value of the field.
+
+    The values are written once, in :data:`PRESETS`; docstrings show them from there.
+    """
+    placeholders = {
+        f.name: _describe(f.name, part)
+        for part, cls in (("module", ModulePreset), ("train", TrainPreset))
+        for f in fields(cls)
+    }
+    obj.__doc__ = obj.__doc__.format_map(placeholders)
+    return obj

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from scvi.train import TrainingPlan
 
-from ._constants import features_key, link_key
+from ._layout import MosaicBatch
 from ._module import SCMODALModule
 
 
@@ -23,7 +23,7 @@ class SCMODALTrainingPlan(TrainingPlan):
     n_critic
         Discriminator updates per iteration.
     gradient_clip_norm
-        Maximum total gradient norm of the encoder/decoder step (``None``: no clipping).
+        Maximum total gradient norm of the encoder/decoder step (0: no clipping).
     betas
         Adam betas of both optimisers.
     """
@@ -32,10 +32,10 @@ class SCMODALTrainingPlan(TrainingPlan):
         self,
         module: SCMODALModule,
         *,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-3,
-        n_critic: int = 5,
-        gradient_clip_norm: float | None = 5.0,
+        lr: float,
+        weight_decay: float,
+        n_critic: int,
+        gradient_clip_norm: float,
         betas: tuple[float, float] = (0.9, 0.999),
     ):
         super().__init__(module, lr=lr, weight_decay=weight_decay)
@@ -57,42 +57,36 @@ class SCMODALTrainingPlan(TrainingPlan):
             adam(self.module.discriminator_parameters()),
         ]
 
-    def _unpack(self, batch: dict) -> tuple[dict, list]:
-        module = self.module
-        x = {m: batch[m][features_key(m)] for m in module.modalities}
-        linked = [
-            (batch[a][link_key(i, a)], batch[b][link_key(i, b)])
-            for i, (a, b) in enumerate(module.links)
-        ]
-        return x, linked
-
-    def training_step(self, batch: dict, batch_idx: int):
+    def training_step(self, batch: MosaicBatch, batch_idx: int):
         module: SCMODALModule = self.module
         opt_g, opt_d = self.optimizers()
-        x_raw, linked = self._unpack(batch)
-        x = {m: module.standardize(m, v) for m, v in x_raw.items()}
-        z = {m: module.encoders[m](x[m]) for m in module.modalities}
+        inference_outputs = module.inference(**module._get_inference_input(batch))
 
         loss_d = None
         for _ in range(self.n_critic):
-            loss_d = module.discriminator_loss(z)
+            loss_d = module.discriminator_loss(inference_outputs["z"])
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(loss_d)
             opt_d.step()
 
         # Freeze the discriminators so the generator step computes no gradient for them.
         self.toggle_optimizer(opt_g)
-        out = module.generator_loss(x, z, linked)
+        generative_outputs = module.generative(
+            **module._get_generative_input(batch, inference_outputs)
+        )
+        out = module.loss(batch, inference_outputs, generative_outputs)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(out.loss)
-        if self.gradient_clip_norm is not None:
+        if self.gradient_clip_norm:
             self.clip_gradients(
                 opt_g, gradient_clip_val=self.gradient_clip_norm, gradient_clip_algorithm="norm"
             )
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         self.n_iterations += 1
+        self._log_iteration(out, loss_d)
 
+    def _log_iteration(self, out, loss_d) -> None:
         n_obs = out.n_obs_minibatch
         log = {"loss_total": out.loss.detach(), **out.extra_metrics}
         if loss_d is not None:

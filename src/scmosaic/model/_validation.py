@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from mudata import MuData
 from scipy import sparse
 
-from ._constants import Link, default_link_key
-
-
-def parse_links(links: Sequence[Sequence[str]], modalities: Sequence[str]) -> list[Link]:
-    """Normalise user links to :class:`Link` records and check their modalities."""
-    if isinstance(links, str) or not isinstance(links, Sequence) or len(links) == 0:
-        raise ValueError(
-            "links must be a non-empty list such as [('rna', 'adt')] or "
-            "[('rna', 'adt', 'linked_adt', 'linked_rna')]."
-        )
-    parsed = []
-    for spec in links:
-        spec = tuple(spec)
-        if len(spec) == 2:
-            a, b = spec
-            link = Link(a, b, default_link_key(b), default_link_key(a))
-        elif len(spec) == 4:
-            link = Link(*spec)
-        else:
-            raise ValueError(
-                f"Link {spec!r} must be (mod_a, mod_b) or (mod_a, mod_b, obsm_key_a, obsm_key_b)."
-            )
-        for mod in (link.mod_a, link.mod_b):
-            if mod not in modalities:
-                raise ValueError(
-                    f"Link {link.name!r} names modality {mod!r}, which is not among the "
-                    f"registered modalities {list(modalities)}."
-                )
-        if link.mod_a == link.mod_b:
-            raise ValueError(f"Link {link.name!r} joins a modality with itself.")
-        parsed.append(link)
-    return parsed
+from .._checks import get_modality
+from ._layout import DataLayout, Link
 
 
 def _check_values(values, what: str, chunk_size: int = 8192) -> None:
@@ -65,12 +33,11 @@ def _check_values(values, what: str, chunk_size: int = 8192) -> None:
             raise ValueError(f"{what} contains NaN or infinite values.")
 
 
-def validate_setup(
-    mdata: MuData, modalities: Sequence[str], links: Sequence[Link], layers: dict
-) -> None:
+def validate_setup(mdata: MuData, layout: DataLayout, layers: dict) -> None:
     """Raise a specific error for every input problem SCMODAL cannot train on."""
     if not isinstance(mdata, MuData):
         raise TypeError(f"SCMODAL needs a MuData, got {type(mdata).__name__}.")
+    modalities = layout.modalities
     if len(modalities) < 2 or len(set(modalities)) != len(modalities):
         raise ValueError(f"Give at least two distinct modalities, got {list(modalities)}.")
     unknown_layers = set(layers) - set(modalities)
@@ -79,52 +46,53 @@ def validate_setup(
             f"layers names modalities that are not registered: {sorted(unknown_layers)}."
         )
     for m in modalities:
-        if m not in mdata.mod:
-            raise KeyError(f"Modality {m!r} is not in the MuData; it has {list(mdata.mod)}.")
-        if not m.isidentifier():
-            raise ValueError(
-                f"Modality name {m!r} must be a valid identifier (letters, digits, _)."
-            )
-        adata = mdata.mod[m]
-        if adata.n_obs == 0 or adata.n_vars == 0:
-            raise ValueError(
-                f"Modality {m!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
-            )
-        if not adata.var_names.is_unique:
-            dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
-            raise ValueError(
-                f"Modality {m!r} has duplicated feature names, e.g. {dup}; "
-                "call mdata.mod[m].var_names_make_unique() first."
-            )
-        layer = layers.get(m)
-        if layer is None:
-            _check_values(adata.X, f"Modality {m!r} .X")
-        elif layer not in adata.layers:
+        _check_modality(mdata, m, layers.get(m))
+    for link in layout.links:
+        _check_link(mdata, link)
+
+
+def _check_modality(mdata: MuData, m: str, layer: str | None) -> None:
+    adata = get_modality(mdata, m)
+    if not m.isidentifier():
+        raise ValueError(f"Modality name {m!r} must be a valid identifier (letters, digits, _).")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"Modality {m!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
+        )
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+        raise ValueError(
+            f"Modality {m!r} has duplicated feature names, e.g. {dup}; "
+            "call mdata.mod[m].var_names_make_unique() first."
+        )
+    if layer is None:
+        _check_values(adata.X, f"Modality {m!r} .X")
+    elif layer not in adata.layers:
+        raise KeyError(f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}.")
+    else:
+        _check_values(adata.layers[layer], f"Modality {m!r} layer {layer!r}")
+
+
+def _check_link(mdata: MuData, link: Link) -> None:
+    widths = {}
+    for mod, key, _ in link.sides:
+        obsm = mdata.mod[mod].obsm
+        if key not in obsm:
             raise KeyError(
-                f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}."
+                f"Link {link.name!r}: modality {mod!r} has no .obsm[{key!r}] of linked "
+                f"features (it has {list(obsm)}); compute it with scmosaic.pp.link_features "
+                "or scmosaic.pp.cca_links."
             )
-        else:
-            _check_values(adata.layers[layer], f"Modality {m!r} layer {layer!r}")
-    for link in links:
-        widths = {}
-        for mod, key in ((link.mod_a, link.key_a), (link.mod_b, link.key_b)):
-            obsm = mdata.mod[mod].obsm
-            if key not in obsm:
-                raise KeyError(
-                    f"Link {link.name!r}: modality {mod!r} has no .obsm[{key!r}] of linked "
-                    f"features (it has {list(obsm)}); compute it with scmosaic.pp.link_features "
-                    "or scmosaic.pp.cca_links."
-                )
-            values = obsm[key]
-            widths[mod] = values.shape[1] if values.ndim == 2 else 0
-            if widths[mod] == 0:
-                raise ValueError(
-                    f"Link {link.name!r}: .obsm[{key!r}] of {mod!r} has no linked features."
-                )
-            _check_values(values, f"Link {link.name!r}: .obsm[{key!r}] of {mod!r}")
-        if widths[link.mod_a] != widths[link.mod_b]:
+        values = obsm[key]
+        widths[mod] = values.shape[1] if values.ndim == 2 else 0
+        if widths[mod] == 0:
             raise ValueError(
-                f"Link {link.name!r}: linked features differ in width: {link.mod_a!r} "
-                f".obsm[{link.key_a!r}] has {widths[link.mod_a]} columns, {link.mod_b!r} "
-                f".obsm[{link.key_b!r}] has {widths[link.mod_b]}."
+                f"Link {link.name!r}: .obsm[{key!r}] of {mod!r} has no linked features."
             )
+        _check_values(values, f"Link {link.name!r}: .obsm[{key!r}] of {mod!r}")
+    if widths[link.mod_a] != widths[link.mod_b]:
+        raise ValueError(
+            f"Link {link.name!r}: linked features differ in width: {link.mod_a!r} "
+            f".obsm[{link.key_a!r}] has {widths[link.mod_a]} columns, {link.mod_b!r} "
+            f".obsm[{link.key_b!r}] has {widths[link.mod_b]}."
+        )

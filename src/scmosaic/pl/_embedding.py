@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from mudata import MuData
 
+from .._checks import get_modality
 from .._keys import LATENT_OBSM_KEY
 from ._utils import show_or_return
 
@@ -24,7 +25,7 @@ def _stack_latents(
 ):
     """One AnnData with the cells of every modality and their ``.obsm[basis]``.
 
-    ``obs_names`` are ``"<modality>:<obs name>"``; ``.obs["modality"]`` (categorical, in
+    ``obs_names`` are ``"<obs name>:<modality>"``; ``.obs["modality"]`` (categorical, in
     the order of ``modalities``) tells where each cell comes from, and each column of
     ``obs_keys`` is copied from the modalities that have it (missing elsewhere). The
     stacked codes are in ``.obsm[basis]``; ``.X`` is empty. ``mdata`` is not changed.
@@ -34,40 +35,37 @@ def _stack_latents(
     modalities = list(mdata.mod if modalities is None else modalities)
     if not modalities:
         raise ValueError("No modality to stack.")
-    blocks, frames = [], []
-    for m in modalities:
-        if m not in mdata.mod:
-            raise KeyError(f"Modality {m!r} is not in the MuData; it has {list(mdata.mod)}.")
-        adata = mdata.mod[m]
-        if basis not in adata.obsm:
-            raise KeyError(
-                f"Basis {basis!r} not in mdata[{m!r}].obsm (it has {list(adata.obsm)}); "
-                "run model.get_latent_representation(write_obsm=True) first."
-            )
-        block = np.asarray(adata.obsm[basis], dtype=np.float32)
-        if block.ndim != 2:
-            raise ValueError(f"mdata[{m!r}].obsm[{basis!r}] must be 2-d, got {block.shape}.")
-        blocks.append(block)
-        frame = pd.DataFrame(index=[f"{m}:{cell}" for cell in adata.obs_names])
-        for key in obs_keys:
-            if key in adata.obs:
-                frame[key] = adata.obs[key].to_numpy()
-        frames.append(frame)
-    widths = {m: b.shape[1] for m, b in zip(modalities, blocks, strict=True)}
+    parts = {m: _latent_only(mdata, m, basis, obs_keys) for m in modalities}
+    widths = {m: part.obsm[basis].shape[1] for m, part in parts.items()}
     if len(set(widths.values())) != 1:
         raise ValueError(f"The {basis!r} of the modalities differ in width: {widths}.")
-    obs = pd.concat(frames)
+    joint = ad.concat(parts, join="outer", label=MODALITY_KEY, index_unique=":")
     for key in obs_keys:
-        if key not in obs:
+        if key not in joint.obs:
             raise KeyError(f"{key!r} is not an .obs column of any modality {modalities}.")
-        if obs[key].dtype == object:
-            obs[key] = pd.Categorical(obs[key])
-    obs[MODALITY_KEY] = pd.Categorical(
-        np.repeat(modalities, [b.shape[0] for b in blocks]), categories=modalities
-    )
-    joint = ad.AnnData(obs=obs)
-    joint.obsm[basis] = np.vstack(blocks)
+        if joint.obs[key].dtype == object:
+            joint.obs[key] = pd.Categorical(joint.obs[key])
     return joint
+
+
+def _latent_only(mdata: MuData, modality: str, basis: str, obs_keys: Sequence[str]):
+    """A new AnnData of one modality's cells with only ``.obsm[basis]`` and ``obs_keys``."""
+    import anndata as ad
+
+    adata = get_modality(mdata, modality)
+    if basis not in adata.obsm:
+        raise KeyError(
+            f"Basis {basis!r} not in mdata[{modality!r}].obsm (it has {list(adata.obsm)}); "
+            "run model.get_latent_representation(write_obsm=True) first."
+        )
+    block = np.asarray(adata.obsm[basis], dtype=np.float32)
+    if block.ndim != 2:
+        raise ValueError(f"mdata[{modality!r}].obsm[{basis!r}] must be 2-d, got {block.shape}.")
+    obs = pd.DataFrame(index=adata.obs_names.copy())
+    for key in obs_keys:
+        if key in adata.obs:
+            obs[key] = adata.obs[key].to_numpy()
+    return ad.AnnData(obs=obs, obsm={basis: block})
 
 
 def joint_embedding(

@@ -2,10 +2,12 @@
 
 * :func:`transfer_labels`: kNN label transfer from a reference modality to a query
   modality in the joint embedding, with a per-cell confidence and an "unknown" option.
+* :func:`knn_transfer`: the same kNN vote on two plain arrays.
 """
 
 from __future__ import annotations
 
+from ._knn import knn_transfer
 from ._transfer import transfer_labels
 
-__all__ = ["transfer_labels"]
+__all__ = ["knn_transfer", "transfer_labels"]

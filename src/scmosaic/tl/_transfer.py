@@ -8,16 +8,11 @@ import numpy as np
 import pandas as pd
 from mudata import MuData
 
-from ..metrics import knn_transfer
+from .._checks import get_modality
 from .._keys import LATENT_OBSM_KEY
+from ._knn import knn_transfer
 
 logger = logging.getLogger(__name__)
-
-
-def _modality(mdata: MuData, name: str, role: str):
-    if name not in mdata.mod:
-        raise KeyError(f"{role} modality {name!r} is not in the MuData; it has {list(mdata.mod)}.")
-    return mdata.mod[name]
 
 
 def _embedding(adata, name: str, basis: str) -> np.ndarray:
@@ -103,8 +98,8 @@ def transfer_labels(
     ... )  # doctest: +SKIP
     >>> mdata["adt"].obs[["celltype_transferred", "celltype_transferred_confidence"]]  # doctest: +SKIP
     """
-    ref = _modality(mdata, reference, "Reference")
-    qry = _modality(mdata, query, "Query")
+    ref = get_modality(mdata, reference, "Reference")
+    qry = get_modality(mdata, query, "Query")
     if labels_key not in ref.obs:
         raise KeyError(
             f"Reference modality {reference!r} has no `.obs[{labels_key!r}]`; "
