@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import make_unpaired
 from mudata import MuData
 
@@ -192,3 +195,68 @@ def test_training_output_has_no_lightning_noise(unpaired, recwarn):
     assert not [m for m in messages if "Tip" in m or "max_steps=" in m], messages
     assert any("GPU available" in m for m in messages)  # device information stays
     assert not [w for w in recwarn if "LeafSpec" in str(w.message)]
+
+
+def test_model_saved_by_version_0_1_loads_with_unchanged_latents():
+    """A model saved before the architecture change (scmosaic 0.1.0, tests/data/model_v0_1:
+    make_unpaired(), LINKS, SMALL, seed 0, 20 iterations) gives the latents it gave then."""
+    folder = Path(__file__).parent / "data" / "model_v0_1"
+    loaded = SCMODAL.load(folder, adata=make_unpaired())
+    expected = np.load(folder / "latent.npz")
+    latent = loaded.get_latent_representation()
+    for m in ("rna", "adt"):
+        np.testing.assert_array_equal(latent[m], expected[m])
+
+
+def test_same_training_as_version_0_1():
+    """The refactored training path takes the same steps: same seed, bit-identical latents."""
+    expected = np.load(Path(__file__).parent / "data" / "model_v0_1" / "latent.npz")
+    latent = _trained(make_unpaired(), steps=20, seed=0).get_latent_representation()
+    for m in ("rna", "adt"):
+        np.testing.assert_array_equal(latent[m], expected[m])
+
+
+def test_train_arguments_validated_and_given_once(unpaired):
+    _setup(unpaired)
+    model = SCMODAL(unpaired, **SMALL)
+    with pytest.raises(TypeError, match="max_steps must be an int or 'auto', got 2.5"):
+        model.train(max_steps=2.5, **TRAIN)
+    with pytest.raises(ValueError, match="max_steps must be a positive"):
+        model.train(max_steps=0, **TRAIN)
+    with pytest.raises(ValueError, match="'lr' was given both as an argument and in plan_kwargs"):
+        model.train(max_steps=2, lr=1e-3, plan_kwargs={"lr": 1e-4}, **TRAIN)
+    assert model.n_iterations_trained_ == 0
+
+
+def test_plan_and_datasplitter_kwargs_reach_their_objects(unpaired):
+    _setup(unpaired)
+    model = SCMODAL(unpaired, **SMALL)
+    model.train(
+        max_steps=2,
+        plan_kwargs={"lr": 5e-4, "betas": (0.5, 0.9)},
+        datasplitter_kwargs={"data_on_device": False},
+        **TRAIN,
+    )
+    plan = model.trainer.lightning_module
+    assert plan.lr == 5e-4 and plan.betas == (0.5, 0.9)
+    assert plan.optimizers()[0].param_groups[0]["betas"] == (0.5, 0.9)
+    assert model.trainer.datamodule.data_on_device is False
+
+
+def test_layout_structures_a_batch(unpaired):
+    _setup(unpaired)
+    layout = SCMODAL(unpaired, **SMALL).layout
+    assert layout.registry_keys("rna") == ["X_rna", "link0_rna"]
+    tensors = {
+        "rna": {"X_rna": torch.zeros(3, 30), "link0_rna": torch.ones(3, 6)},
+        "adt": {"X_adt": torch.zeros(2, 12), "link0_adt": torch.full((2, 6), 2.0)},
+    }
+    batch = layout.structure(tensors)
+    assert batch.n_obs == 5 and set(batch.x) == {"rna", "adt"}
+    ((p_a, p_b),) = batch.linked
+    assert p_a.shape == (3, 6) and float(p_b[0, 0]) == 2.0
+
+
+def test_docstrings_show_preset_values():
+    assert "reference preset: 10,000; default preset: 'auto'" in SCMODAL.train.__doc__
+    assert "({" not in SCMODAL.__doc__ and "both presets: 20" in SCMODAL.__doc__

@@ -67,6 +67,10 @@ def _quiet_lightning() -> Iterator[None]:
         lightning_logger.removeFilter(_drop_advertisements)
 
 
+# Training-preset settings that belong to the training plan.
+_PLAN_SETTINGS = ("lr", "weight_decay", "n_critic", "gradient_clip_norm")
+
+
 def _merge_kwargs(name: str, kwargs: dict | None, **explicit) -> dict:
     """``kwargs`` plus the explicit arguments that are not ``None``; each key given once."""
     merged = dict(kwargs or {})
@@ -392,8 +396,7 @@ class SCMODAL(BaseModelClass):
             get_preset(self.preset).train,
             max_steps=max_steps,
             batch_size=batch_size,
-            **{k: plan_settings.pop(k, None) for k in ("lr", "weight_decay", "n_critic")},
-            gradient_clip_norm=plan_settings.pop("gradient_clip_norm", None),
+            **{k: plan_settings.pop(k, None) for k in _PLAN_SETTINGS},
         )
         n_iter = self._n_iterations(settings["max_steps"], settings["batch_size"])
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
@@ -403,16 +406,12 @@ class SCMODAL(BaseModelClass):
             batch_size=settings["batch_size"],
             iterations_per_epoch=iterations_per_epoch,
             seed=self.seed if seed is None else seed,
-            data_on_device=data_on_device,
-            **(datasplitter_kwargs or {}),
+            **_merge_kwargs(
+                "datasplitter_kwargs", datasplitter_kwargs, data_on_device=data_on_device
+            ),
         )
         plan = self._training_plan_cls(
-            self.module,
-            lr=settings["lr"],
-            weight_decay=settings["weight_decay"],
-            n_critic=settings["n_critic"],
-            gradient_clip_norm=settings["gradient_clip_norm"],
-            **plan_settings,
+            self.module, **{k: settings[k] for k in _PLAN_SETTINGS}, **plan_settings
         )
         _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
         with _quiet_lightning():
