@@ -260,3 +260,42 @@ def test_layout_structures_a_batch(unpaired):
 def test_docstrings_show_preset_values():
     assert "reference preset: 10,000; default preset: 'auto'" in SCMODAL.train.__doc__
     assert "({" not in SCMODAL.__doc__ and "both presets: 20" in SCMODAL.__doc__
+
+
+def _reordered(mdata, modality, order):
+    """A new MuData whose ``modality`` holds the same features in ``order``."""
+    mods = {m: mdata.mod[m].copy() for m in mdata.mod}
+    mods[modality] = mods[modality][:, order].copy()
+    return MuData(mods)
+
+
+def test_new_data_features_matched_by_name(unpaired, tmp_path):
+    model = _trained(unpaired)
+    expected = model.get_latent_representation()
+    reversed_genes = unpaired["rna"].var_names[::-1]
+    shuffled = _reordered(unpaired, "rna", reversed_genes)
+    got = model.get_latent_representation(shuffled)
+    np.testing.assert_allclose(got["rna"], expected["rna"], atol=1e-6)
+    # Linked features are not needed to embed cells.
+    for m in shuffled.mod:
+        shuffled.mod[m].obsm.clear()
+    np.testing.assert_allclose(
+        model.get_latent_representation(shuffled)["adt"], expected["adt"], atol=1e-6
+    )
+    imputed = model.get_imputed_features("rna", "adt", mdata=shuffled)
+    assert list(imputed.columns) == list(unpaired["adt"].var_names)
+    # Renamed features of the same count: an error that names them.
+    renamed = unpaired.copy()
+    renamed.mod["adt"].var_names = [f"other{j}" for j in range(renamed["adt"].n_vars)]
+    with pytest.raises(KeyError, match=r"'adt' lacks 12 of the 12 features.*'adt_f0'"):
+        model.get_latent_representation(renamed)
+    # Reloaded with reordered data: inference by name; training refuses the other order.
+    model.save(tmp_path / "m")
+    loaded = SCMODAL.load(tmp_path / "m", adata=_reordered(unpaired, "rna", reversed_genes))
+    np.testing.assert_allclose(
+        loaded.get_latent_representation()["rna"], expected["rna"], atol=1e-6
+    )
+    with pytest.raises(ValueError, match="'rna' are the trained ones in another order"):
+        loaded.train(max_steps=2, **TRAIN)
+    with pytest.raises(KeyError, match="lacks 12 of the 12"):
+        SCMODAL.load(tmp_path / "m", adata=renamed)

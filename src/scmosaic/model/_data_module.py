@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,6 @@ from torch.utils.data import (
     DataLoader,
     Dataset,
     RandomSampler,
-    SequentialSampler,
     Subset,
 )
 
@@ -265,13 +263,3 @@ class UnpairedDataModule(LightningDataModule):
         # The trainer (kept on the model) holds the loaders: free the device copy explicitly.
         for dataset in self._resident:
             dataset.release()
-
-
-def iterate_chunks(
-    adata_manager: AnnDataManager, modality: str, keys: list[str], chunk_size: int
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield the registered data of every cell of ``modality`` in order, in chunks."""
-    n_obs = adata_manager.adata.mod[modality].n_obs
-    dataset = adata_manager.create_torch_dataset(indices=np.arange(n_obs), data_and_attributes=keys)
-    batches = BatchSampler(SequentialSampler(dataset), chunk_size, drop_last=False)
-    yield from DataLoader(dataset, sampler=batches, batch_size=None)

@@ -19,9 +19,11 @@ from scvi.data.fields import MuDataLayerField, MuDataObsmField
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
+from .._checks import get_modality
 from .._keys import LATENT_OBSM_KEY, features_registry_key
 from .._stats import feature_mean_std
-from ._data_module import UnpairedDataModule, iterate_chunks
+from ._data_module import UnpairedDataModule
+from ._features import feature_order, iterate_rows, registered_matrix
 from ._layout import DataLayout, Link
 from ._module import SCMODALModule
 from ._presets import default_max_steps, document_presets, get_preset, resolve
@@ -210,6 +212,9 @@ class SCMODAL(BaseModelClass):
         )
         self.init_params_ = self._get_init_params(locals())
         self.n_iterations_trained_ = 0
+        # Saved with the model (scvi-tools saves attributes ending in "_"): new data are
+        # matched to these names, whatever their order.
+        self.trained_features_ = self._registered_features()
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -279,6 +284,30 @@ class SCMODAL(BaseModelClass):
         )
         adata_manager.register_fields(mdata, **kwargs)
         cls.register_manager(adata_manager)
+
+    @classmethod
+    def load(cls, dir_path: str, adata: MuData | None = None, **kwargs) -> SCMODAL:
+        """Load a saved model; with ``adata``, its features are matched to the trained ones.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            MuData to attach (default: the one saved with ``save_anndata=True``). Each
+            modality must hold every trained feature (matched by name, any order).
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
+        """
+        with warnings.catch_warnings():
+            # scvi-tools compares the concatenated var_names in order; scmosaic matches
+            # each modality's features by name below and says what is missing.
+            warnings.filterwarnings("ignore", message=r"`var_names` for the loaded `model` does not match")
+            warnings.filterwarnings("ignore", message=r"The method mod_names is deprecated")
+            model = super().load(dir_path, adata=adata, **kwargs)
+        for m in model.modalities:
+            feature_order(model.adata.mod[m].var_names, model._trained_features(m), m)
+        return model
 
     @classmethod
     def setup_anndata(cls, *args, **kwargs):
@@ -399,6 +428,7 @@ class SCMODAL(BaseModelClass):
             **{k: plan_settings.pop(k, None) for k in _PLAN_SETTINGS},
         )
         n_iter = self._n_iterations(settings["max_steps"], settings["batch_size"])
+        self._check_registered_features()
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
         data_module = self._data_module_cls(
             self.adata_manager,
@@ -441,9 +471,36 @@ class SCMODAL(BaseModelClass):
         return int(max_steps)
 
     # --------------------------------------------------------------- outputs
-    def _manager_for(self, mdata: MuData | None) -> AnnDataManager:
-        mdata = self._validate_anndata(mdata)
-        return self.get_anndata_manager(mdata, required=True)
+    def _trained_features(self, modality: str) -> list[str]:
+        """Names of the features ``modality`` was trained on, in the encoder's order."""
+        return self.trained_features_[modality]
+
+    def _registered_features(self) -> dict[str, list[str]]:
+        return {
+            m: list(self.adata_manager.get_state_registry(features_registry_key(m))["column_names"])
+            for m in self.modalities
+        }
+
+    def _check_registered_features(self) -> None:
+        """Training reads the registered data in registry order: it must be the trained order."""
+        for m, names in self._registered_features().items():
+            if feature_order(pd.Index(names), self._trained_features(m), m) is not None:
+                raise ValueError(
+                    f"The features of modality {m!r} are the trained ones in another order; "
+                    "inference matches them by name, but to train further put them in the "
+                    f"trained order first: mdata.mod[{m!r}][:, model.trained_features_[{m!r}]]."
+                )
+
+    def _registered_rows(self, mdata: MuData | None, modality: str, chunk_size: int):
+        """The cells of ``modality`` in ``mdata`` and their trained features, in chunks.
+
+        Features are matched to the trained ones by name; linked features are not read.
+        """
+        adata = get_modality(self.adata if mdata is None else mdata, modality)
+        columns = feature_order(adata.var_names, self._trained_features(modality), modality)
+        layer = (self._setup_args["layers"] or {}).get(modality)
+        matrix = registered_matrix(adata, layer, modality)
+        return adata, iterate_rows(matrix, columns, chunk_size)
 
     def _check_modality(self, modality: str, role: str) -> None:
         if modality not in self.modalities:
@@ -490,20 +547,17 @@ class SCMODAL(BaseModelClass):
         >>> sc.pp.neighbors(mdata["rna"], use_rep="X_scmodal")
         """
         self._check_if_trained(warn=True)
-        manager = self._manager_for(mdata)
         modalities = list(modalities or self.modalities)
+        for m in modalities:
+            self._check_modality(m, "Requested")
         self.module.eval()
         latent = {}
         for m in modalities:
-            self._check_modality(m, "Requested")
-            key = features_registry_key(m)
-            chunks = [
-                self.module.encode(m, batch[key].to(self.device)).cpu()
-                for batch in iterate_chunks(manager, m, [key], batch_size)
-            ]
-            latent[m] = torch.cat(chunks).numpy()
+            adata, chunks = self._registered_rows(mdata, m, batch_size)
+            codes = [self.module.encode(m, x.to(self.device)).cpu() for x in chunks]
+            latent[m] = torch.cat(codes).numpy() if codes else np.zeros((0, self.module.n_latent))
             if write_obsm:
-                manager.adata.mod[m].obsm[obsm_key] = latent[m]
+                adata.obsm[obsm_key] = latent[m]
         return latent
 
     @torch.inference_mode()
@@ -546,19 +600,16 @@ class SCMODAL(BaseModelClass):
         self._check_modality(target, "Target")
         if space not in ("scaled", "log"):
             raise ValueError(f"space must be 'scaled' or 'log', got {space!r}.")
-        manager = self._manager_for(mdata)
         self.module.eval()
+        adata, rows = self._registered_rows(mdata, source, batch_size)
         chunks = []
-        key = features_registry_key(source)
-        for batch in iterate_chunks(manager, source, [key], batch_size):
-            x_hat = self.module.decode(
-                target, self.module.encode(source, batch[key].to(self.device))
-            )
+        for x in rows:
+            x_hat = self.module.decode(target, self.module.encode(source, x.to(self.device)))
             if space == "log":
                 x_hat = self.module.unscale(target, x_hat)
             chunks.append(x_hat.cpu())
         return pd.DataFrame(
             torch.cat(chunks).numpy(),
-            index=manager.adata.mod[source].obs_names.copy(),
-            columns=self.adata.mod[target].var_names.copy(),
+            index=adata.obs_names.copy(),
+            columns=pd.Index(self._trained_features(target)),
         )
