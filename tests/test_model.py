@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -219,10 +220,20 @@ def test_same_training_as_version_0_1():
 def test_train_arguments_validated_and_given_once(unpaired):
     _setup(unpaired)
     model = SCMODAL(unpaired, **SMALL)
-    with pytest.raises(TypeError, match="max_steps must be an int or 'auto', got 2.5"):
-        model.train(max_steps=2.5, **TRAIN)
-    with pytest.raises(ValueError, match="max_steps must be a positive"):
-        model.train(max_steps=0, **TRAIN)
+    for bad, words in [
+        ({"max_steps": 2.5}, "max_steps must be an int >= 1, got 2.5"),
+        ({"max_steps": 0}, "max_steps must be an int >= 1, got 0"),
+        ({"max_steps": "long"}, "max_steps must be an int >= 1 or 'auto', got 'long'"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"batch_size": -60}, "batch_size must be an int >= 1, got -60"),
+        ({"n_critic": 0}, "n_critic must be an int >= 1, got 0"),
+        ({"lr": -1e-3}, "lr must be a number > 0, got -0.001"),
+        ({"lr": float("nan")}, "lr must be a number > 0, got nan"),
+        ({"weight_decay": -1.0}, "weight_decay must be a number >= 0"),
+        ({"gradient_clip_norm": float("inf")}, "gradient_clip_norm must be a number >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            model.train(**{**TRAIN, "max_steps": 2, **bad})
     with pytest.raises(ValueError, match="'lr' was given both as an argument and in plan_kwargs"):
         model.train(max_steps=2, lr=1e-3, plan_kwargs={"lr": 1e-4}, **TRAIN)
     assert model.n_iterations_trained_ == 0
@@ -299,3 +310,21 @@ def test_new_data_features_matched_by_name(unpaired, tmp_path):
         loaded.train(max_steps=2, **TRAIN)
     with pytest.raises(KeyError, match="lacks 12 of the 12"):
         SCMODAL.load(tmp_path / "m", adata=renamed)
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ({"n_latent": 0}, "n_latent must be an int >= 1, got 0"),
+        ({"n_hidden": 2.0}, "n_hidden must be an int >= 1, got 2.0"),
+        ({"n_neighbors_mnn": 0}, "n_neighbors_mnn must be an int >= 1, got 0"),
+        ({"lambda_mnn": -1}, "lambda_mnn must be a number >= 0, got -1"),
+        ({"max_geo_similarity": 1.5}, "max_geo_similarity must be a number > 0 and <= 1"),
+        ({"clip": float("nan")}, "clip must be a number >= 0, got nan"),
+        ({"init_std": True}, "init_std must be a number >= 0, got True"),
+    ],
+)
+def test_model_settings_validated_with_accepted_range(unpaired, setting, words):
+    _setup(unpaired)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SCMODAL(unpaired, **{**SMALL, **setting})

@@ -32,10 +32,54 @@ def test_missing_layer(unpaired):
         _setup(unpaired, layers={"adt": "logcounts"})
 
 
-def test_empty_modality(unpaired):
-    unpaired.mod["adt"] = unpaired.mod["adt"][:0].copy()
-    with pytest.raises(ValueError, match="'adt' is empty"):
+@pytest.mark.parametrize("n_cells", [0, 1])
+def test_modality_with_fewer_than_two_cells(unpaired, n_cells):
+    unpaired.mod["adt"] = unpaired.mod["adt"][:n_cells].copy()
+    with pytest.raises(ValueError, match=f"'adt' has {n_cells} cells x 12 features.*at least 2"):
         _setup(unpaired)
+
+
+def test_all_zero_modality(unpaired):
+    unpaired.mod["adt"].X = unpaired.mod["adt"].X * 0
+    with pytest.raises(ValueError, match="'adt' .X is all zero"):
+        _setup(unpaired)
+    dense = make_unpaired()
+    dense.mod["rna"].X = np.zeros(dense.mod["rna"].shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="'rna' .X is all zero"):
+        _setup(dense)
+
+
+def test_modality_that_is_a_view(unpaired):
+    from mudata import MuData
+
+    view = MuData({"rna": unpaired.mod["rna"][:50], "adt": unpaired.mod["adt"]})
+    if not view.mod["rna"].is_view:  # mudata may copy views itself
+        pytest.skip("this mudata version copies AnnData views")
+    with pytest.raises(ValueError, match=r"'rna' is a view.*\.copy\(\)"):
+        _setup(view)
+
+
+def test_unregistered_mudata(unpaired):
+    with pytest.raises(ValueError, match=r"not registered with SCMODAL: call SCMODAL.setup_mudata"):
+        SCMODAL(unpaired)
+    with pytest.raises(TypeError, match="needs a MuData, got AnnData"):
+        SCMODAL(unpaired.mod["rna"])
+
+
+def test_load_from_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No saved SCMODAL in .*model.pt"):
+        SCMODAL.load(tmp_path / "nothing_here")
+
+
+def test_gpu_without_gpu(unpaired):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    _setup(unpaired)
+    model = SCMODAL(unpaired, n_hidden=8, n_hidden_discriminator=8, n_latent=2)
+    with pytest.raises(RuntimeError, match="accelerator='gpu' but torch .* sees no GPU"):
+        model.train(max_steps=2, accelerator="gpu", enable_progress_bar=False)
 
 
 @pytest.mark.parametrize("where", ["X", "obsm"])

@@ -7,6 +7,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -83,6 +84,25 @@ def _merge_kwargs(name: str, kwargs: dict | None, **explicit) -> dict:
             raise ValueError(f"{key!r} was given both as an argument and in {name}; give it once.")
         merged[key] = value
     return merged
+
+
+def _check_registered(mdata) -> None:
+    if not isinstance(mdata, MuData):
+        raise TypeError(f"SCMODAL needs a MuData, got {type(mdata).__name__}.")
+    if SCMODAL._get_most_recent_anndata_manager(mdata) is None:
+        raise ValueError(
+            "This MuData is not registered with SCMODAL: call "
+            "SCMODAL.setup_mudata(mdata, modalities=[...], links=[...]) first."
+        )
+
+
+def _check_accelerator(accelerator: str) -> None:
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise RuntimeError(
+            f"accelerator={accelerator!r} but torch {torch.__version__} ({build}) sees no GPU; "
+            "train with accelerator='cpu' (or 'auto'), or install a CUDA build of torch."
+        )
 
 
 def _set_trainer_defaults(trainer_kwargs: dict, devices, iterations_per_epoch: int) -> None:
@@ -179,6 +199,7 @@ class SCMODAL(BaseModelClass):
         latent_anchor_weight: float | None = None,
         seed: int = 0,
     ):
+        _check_registered(mdata)
         super().__init__(mdata)
         self.preset = preset
         self.seed = seed
@@ -299,10 +320,17 @@ class SCMODAL(BaseModelClass):
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
         """
+        if not (Path(dir_path) / "model.pt").is_file():
+            raise FileNotFoundError(
+                f"No saved SCMODAL in {str(dir_path)!r}: expected {Path(dir_path) / 'model.pt'}, "
+                "written by model.save(dir_path)."
+            )
         with warnings.catch_warnings():
             # scvi-tools compares the concatenated var_names in order; scmosaic matches
             # each modality's features by name below and says what is missing.
-            warnings.filterwarnings("ignore", message=r"`var_names` for the loaded `model` does not match")
+            warnings.filterwarnings(
+                "ignore", message=r"`var_names` for the loaded `model` does not match"
+            )
             warnings.filterwarnings("ignore", message=r"The method mod_names is deprecated")
             model = super().load(dir_path, adata=adata, **kwargs)
         for m in model.modalities:
@@ -443,6 +471,7 @@ class SCMODAL(BaseModelClass):
         plan = self._training_plan_cls(
             self.module, **{k: settings[k] for k in _PLAN_SETTINGS}, **plan_settings
         )
+        _check_accelerator(accelerator)
         _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
         with _quiet_lightning():
             runner = TrainRunner(
@@ -464,10 +493,6 @@ class SCMODAL(BaseModelClass):
         if max_steps == "auto":
             largest = max(self.adata.mod[m].n_obs for m in self.modalities)
             return default_max_steps(largest, batch_size)
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer):
-            raise TypeError(f"max_steps must be an int or 'auto', got {max_steps!r}.")
-        if max_steps < 1:
-            raise ValueError(f"max_steps must be a positive number of iterations, got {max_steps}.")
         return int(max_steps)
 
     # --------------------------------------------------------------- outputs

@@ -7,36 +7,74 @@ documented in the user guide.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Range:
+    """Accepted values of one setting: a number (an int if ``integer``) in a range."""
+
+    low: float
+    high: float = math.inf
+    integer: bool = False
+    low_open: bool = False
+
+    def describe(self) -> str:
+        kind = "an int" if self.integer else "a number"
+        low = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+        return f"{kind} {low}" + ("" if math.isinf(self.high) else f" and <= {self.high:g}")
+
+    def check(self, name: str, value) -> None:
+        """Raise a ``ValueError`` naming ``name`` and the accepted range unless it holds."""
+        is_number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool
+        )
+        ok = is_number and math.isfinite(value) and value <= self.high
+        ok = ok and (value > self.low if self.low_open else value >= self.low)
+        if ok and self.integer:
+            ok = isinstance(value, int | np.integer)
+        if not ok:
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}.")
+
+
+def _setting(default, accepted: Range):
+    return field(default=default, metadata={"accepted": accepted})
+
+
+COUNT = Range(1, integer=True)
+WEIGHT = Range(0)
 
 
 @dataclass(frozen=True)
 class ModulePreset:
-    n_latent: int = 20
-    n_hidden: int = 512
-    n_hidden_discriminator: int = 512
-    lambda_gan: float = 1.0
-    lambda_ae: float = 10.0
-    lambda_latent_cycle: float = 10.0
-    lambda_mnn: float = 1.0
-    lambda_geo: float = 10.0
-    n_neighbors_mnn: int = 30
-    max_geo_similarity: float = 0.975
-    clip: float = 10.0  # 0: no clipping
-    init_std: float = 0.1  # 0: PyTorch's default initialisation
-    latent_anchor_weight: float = 0.0
+    n_latent: int = _setting(20, COUNT)
+    n_hidden: int = _setting(512, COUNT)
+    n_hidden_discriminator: int = _setting(512, COUNT)
+    lambda_gan: float = _setting(1.0, WEIGHT)
+    lambda_ae: float = _setting(10.0, WEIGHT)
+    lambda_latent_cycle: float = _setting(10.0, WEIGHT)
+    lambda_mnn: float = _setting(1.0, WEIGHT)
+    lambda_geo: float = _setting(10.0, WEIGHT)
+    n_neighbors_mnn: int = _setting(30, COUNT)
+    max_geo_similarity: float = _setting(0.975, Range(0, 1, low_open=True))
+    clip: float = _setting(10.0, WEIGHT)  # 0: no clipping
+    init_std: float = _setting(0.1, WEIGHT)  # 0: PyTorch's default initialisation
+    latent_anchor_weight: float = _setting(0.0, WEIGHT)
 
 
 @dataclass(frozen=True)
 class TrainPreset:
     # "auto": about 625 passes over the largest modality, between 1,000 and 2,000 iterations
-    max_steps: int | Literal["auto"] = 10_000
-    batch_size: int = 500
-    n_critic: int = 5
-    lr: float = 1e-3
-    weight_decay: float = 1e-3
-    gradient_clip_norm: float = 5.0  # 0: no clipping
+    max_steps: int | Literal["auto"] = _setting(10_000, COUNT)
+    batch_size: int = _setting(500, COUNT)
+    n_critic: int = _setting(5, COUNT)
+    lr: float = _setting(1e-3, Range(0, low_open=True))
+    weight_decay: float = _setting(1e-3, WEIGHT)
+    gradient_clip_norm: float = _setting(5.0, WEIGHT)  # 0: no clipping
 
 
 @dataclass(frozen=True)
@@ -87,7 +125,15 @@ def resolve(defaults, **overrides):
     ``None`` means "the preset's value" at every layer: an override left at ``None`` keeps
     it. No preset value is ``None``; switches that turn something off use 0.
     """
-    return asdict(replace(defaults, **{k: v for k, v in overrides.items() if v is not None}))
+    settings = asdict(replace(defaults, **{k: v for k, v in overrides.items() if v is not None}))
+    for f in fields(defaults):
+        value = settings[f.name]
+        if f.name == "max_steps" and isinstance(value, str):
+            if value != "auto":
+                raise ValueError(f"max_steps must be an int >= 1 or 'auto', got {value!r}.")
+            continue
+        f.metadata["accepted"].check(f.name, value)
+    return settings
 
 
 def _describe(field: str, part: str) -> str:

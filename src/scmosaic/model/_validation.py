@@ -11,8 +11,11 @@ from .._checks import get_modality
 from ._layout import DataLayout, Link
 
 
-def _check_values(values, what: str, chunk_size: int = 8192) -> None:
-    """Numeric and finite, checked chunk-wise (sparse: on stored values only)."""
+def _check_values(values, what: str, chunk_size: int = 8192) -> bool:
+    """Numeric and finite, checked chunk-wise (sparse: on stored values only).
+
+    Returns whether any value is non-zero.
+    """
     if isinstance(values, pd.DataFrame):
         non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
         if non_numeric:
@@ -24,13 +27,16 @@ def _check_values(values, what: str, chunk_size: int = 8192) -> None:
     if sparse.issparse(values):
         if not np.isfinite(values.data).all():
             raise ValueError(f"{what} contains NaN or infinite values.")
-        return
+        return bool(np.any(values.data))
     # Backed (on-disk) matrices are read a chunk at a time; a backed sparse chunk is sparse.
+    any_nonzero = False
     for start in range(0, values.shape[0], chunk_size):
         chunk = values[start : start + chunk_size]
         stored = chunk.data if sparse.issparse(chunk) else np.asarray(chunk)
         if not np.isfinite(stored).all():
             raise ValueError(f"{what} contains NaN or infinite values.")
+        any_nonzero = any_nonzero or bool(np.any(stored))
+    return any_nonzero
 
 
 def validate_setup(mdata: MuData, layout: DataLayout, layers: dict) -> None:
@@ -55,9 +61,15 @@ def _check_modality(mdata: MuData, m: str, layer: str | None) -> None:
     adata = get_modality(mdata, m)
     if not m.isidentifier():
         raise ValueError(f"Modality name {m!r} must be a valid identifier (letters, digits, _).")
-    if adata.n_obs == 0 or adata.n_vars == 0:
+    if adata.n_obs < 2 or adata.n_vars == 0:
         raise ValueError(
-            f"Modality {m!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
+            f"Modality {m!r} has {adata.n_obs} cells x {adata.n_vars} features; SCMODAL needs "
+            "at least 2 cells and 1 feature per modality."
+        )
+    if adata.is_view:
+        raise ValueError(
+            f"Modality {m!r} is a view of another AnnData; build the MuData from a copy "
+            f"(mdata.mod[{m!r}] = mdata.mod[{m!r}].copy(), or adata[...].copy())."
         )
     if not adata.var_names.is_unique:
         dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
@@ -65,12 +77,11 @@ def _check_modality(mdata: MuData, m: str, layer: str | None) -> None:
             f"Modality {m!r} has duplicated feature names, e.g. {dup}; "
             "call mdata.mod[m].var_names_make_unique() first."
         )
-    if layer is None:
-        _check_values(adata.X, f"Modality {m!r} .X")
-    elif layer not in adata.layers:
+    if layer is not None and layer not in adata.layers:
         raise KeyError(f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}.")
-    else:
-        _check_values(adata.layers[layer], f"Modality {m!r} layer {layer!r}")
+    what = f"Modality {m!r} " + (".X" if layer is None else f"layer {layer!r}")
+    if not _check_values(adata.X if layer is None else adata.layers[layer], what):
+        raise ValueError(f"{what} is all zero: there is nothing to integrate.")
 
 
 def _check_link(mdata: MuData, link: Link) -> None:
