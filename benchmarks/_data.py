@@ -9,6 +9,10 @@
   ``SLN_COARSE`` (doublets, dying T cells and erythrocytes get no coarse label and are
   left out of scoring, not of integration). Protein -> gene links use the mouse TotalSeq
   table from ../shared/data/adt_gene_maps, a test input that is never packaged.
+
+``workflow_options(dataset, ...)`` are the workflow's options for a dataset (its table, the
+modalities in the order ``rna``, ``adt``); ``replicate`` draws synthetic cells from real
+ones for the scaling benchmarks.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import mudata
 
 import scmosaic
+from scmosaic.workflow import PACKAGED_TABLE, WorkflowOptions
 
 # ../shared/data beside the repository, or SCMOSAIC_SHARED_DATA (e.g. on a machine without it).
 SHARED = Path(
@@ -62,6 +67,37 @@ def load(dataset: str) -> mudata.MuData:
     return mudata.read_h5mu(SHARED / "totalvi_pbmc10k_cite" / "totalvi_pbmc10k_cite.h5mu")
 
 
-def full_table(dataset: str):
-    """Protein -> gene table for ``dataset``: ``None`` means scmosaic's packaged human table."""
-    return MOUSE_TABLE if dataset == "sln" else None
+def full_table(dataset: str) -> Path | str:
+    """Protein -> gene table for ``dataset``: the mouse table, or scmosaic's packaged one."""
+    return MOUSE_TABLE if dataset == "sln" else PACKAGED_TABLE
+
+
+def workflow_options(dataset: str, **settings) -> WorkflowOptions:
+    """The workflow's options for ``dataset``: its full table links unless ``settings`` say
+    otherwise, modalities ``rna`` then ``adt``."""
+    return WorkflowOptions(
+        **{"modalities": ("rna", "adt"), "table": full_table(dataset), **settings}
+    )
+
+
+def replicate(adata, n: int, seed: int, prefix: str):
+    """``n`` cells drawn with replacement from ``adata``, counts binomially thinned.
+
+    Each drawn cell's counts become ``Binomial(count, p_cell)`` with ``p_cell ~ U(0.8, 1)``;
+    zeros the thinning makes are removed, so the matrix stays float32 CSR and keeps the real
+    cells' structure. ``.obs["celltype"]`` is the drawn cell's.
+    """
+    import anndata as ad
+    import numpy as np
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, adata.n_obs, n)
+    x = sparse.csr_matrix(adata.X)[idx]
+    p = rng.uniform(0.8, 1.0, n)
+    counts = np.rint(x.data).astype(np.int64)
+    x.data = rng.binomial(counts, np.repeat(p, np.diff(x.indptr))).astype(np.float32)
+    x.eliminate_zeros()
+    obs = adata.obs.iloc[idx][["celltype"]].copy()
+    obs.index = [f"{prefix}{i}" for i in range(n)]
+    return ad.AnnData(x, obs=obs, var=adata.var[[]].copy())

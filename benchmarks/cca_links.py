@@ -21,30 +21,27 @@ Writes benchmarks/results/cca_links_<dataset>.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import mudata
 import numpy as np
-import pandas as pd
-import scvi
-import torch
-from _data import LABELS, full_table, load
+from _common import with_table_and_cca
+from _data import LABELS, PAIRED, load, workflow_options
 
 import scmosaic
+from scmosaic import workflow
 from scmosaic.metrics import anchor_precision, foscttm, label_transfer_accuracy
-from scmosaic.model._losses import mutual_nearest_neighbors
 
 CONFIGS = ["a_table", "b_weak_table", "c_cca_from_weak", "d_cca_from_labels", "e_table_plus_cca"]
 
 
 def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, str]:
     """``n_proteins`` of the proteins that link on this data, drawn with a fixed seed."""
-    mdata = load(dataset)
-    report = scmosaic.pp.link_features(
-        mdata, "adt", "rna", table=full_table(dataset), smooth_neighbors=0
-    )
+    options = workflow_options(dataset, link_kwargs={"smooth_neighbors": 0})
+    report = workflow.link(load(dataset), options).report
     linked = report[report["status"] == "linked"]
     chosen = np.random.default_rng(seed).choice(len(linked), n_proteins, replace=False)
     return {
@@ -53,34 +50,67 @@ def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, s
     }
 
 
-def build(dataset: str, config: str, seed: int, table: dict[str, str]):
-    mdata = load(dataset)
-    if dataset != "sln":  # paired data: hide the pairing
-        mdata = scmosaic.datasets.hide_pairing(mdata, seed=seed)
-    if config in ("a_table", "e_table_plus_cca"):
-        scmosaic.pp.link_features(mdata, "adt", "rna", table=full_table(dataset))
-    else:
-        scmosaic.pp.link_features(mdata, "adt", "rna", table=table)
-    if config == "c_cca_from_weak":
-        scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", seed=seed)
-    elif config == "d_cca_from_labels":
-        scmosaic.pp.cca_links(
-            mdata, ("rna", "adt"), init="labels", labels_key=LABELS[dataset], seed=seed
-        )
-    elif config == "e_table_plus_cca":
-        scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", seed=seed)
-        for mod, other in (("rna", "adt"), ("adt", "rna")):
-            obsm = mdata[mod].obsm
-            obsm["linked_and_cca"] = pd.concat([obsm[f"linked_{other}"], obsm["X_cca"]], axis=1)
-    key = {
-        "a_table": None,
-        "b_weak_table": None,
-        "c_cca_from_weak": "X_cca",
-        "d_cca_from_labels": "X_cca",
-        "e_table_plus_cca": "linked_and_cca",
+def config_options(dataset: str, config: str, table: dict[str, str], **settings):
+    """The workflow's options of a configuration (``table``: the weak table)."""
+    full = workflow_options(dataset, **settings)
+    weak = dataclasses.replace(full, table=table)
+    return {
+        "a_table": full,
+        "b_weak_table": weak,
+        "c_cca_from_weak": dataclasses.replace(weak, links="cca", cca_init="links"),
+        "d_cca_from_labels": dataclasses.replace(
+            full, links="cca", cca_init="labels", labels_key=LABELS[dataset]
+        ),
+        "e_table_plus_cca": dataclasses.replace(full, links="cca", cca_init="links"),
     }[config]
-    keys = ("linked_adt", "linked_rna") if key is None else (key, key)
-    return mdata, keys
+
+
+def build(dataset: str, config: str, options: workflow.WorkflowOptions):
+    """Raw data (pairing hidden where there is one) with the configuration's links."""
+    mdata = load(dataset)
+    if PAIRED[dataset]:
+        mdata = scmosaic.datasets.hide_pairing(mdata, seed=options.seed)
+    linked = workflow.link(mdata, options)
+    if config == "e_table_plus_cca":
+        linked = with_table_and_cca(mdata, linked)
+    return mdata, linked
+
+
+def run_one(dataset: str, config: str, seed: int, table: dict[str, str], args) -> dict:
+    """Links, their anchor precision, then SCMODAL's label transfer and FOSCTTM."""
+    options = config_options(
+        dataset, config, table, seed=seed, max_steps=args.steps, threads=args.threads
+    )
+    start = time.perf_counter()
+    mdata, linked = build(dataset, config, options)
+    link_seconds = time.perf_counter() - start
+    rna, adt = mdata["rna"], mdata["adt"]
+    keys = linked.info["obsm_keys"]
+    labels = rna.obs[LABELS[dataset]].to_numpy(), adt.obs[LABELS[dataset]].to_numpy()
+    p_rna = np.asarray(rna.obsm[keys["rna"]], dtype=np.float32)
+    p_adt = np.asarray(adt.obsm[keys["adt"]], dtype=np.float32)
+    i, j, _ = scmosaic.pp.mutual_nearest_pairs(p_rna, p_adt, 30)
+    processed = workflow.preprocess(mdata, options)
+    model = workflow.build_model(processed, linked, options)
+    workflow.fit(model, options)
+    latent = model.get_latent_representation()
+    acc = label_transfer_accuracy(latent["rna"], labels[0], latent["adt"], labels[1])
+    fos = float("nan")
+    if PAIRED[dataset]:
+        order = scmosaic.datasets.pairing_order(mdata, "rna", "adt")
+        fos = foscttm(latent["rna"], latent["adt"][order])
+    return {
+        "dataset": dataset,
+        "config": config,
+        "seed": seed,
+        "n_link_columns": int(p_rna.shape[1]),
+        "anchor_precision": anchor_precision(i, j, *labels),
+        "n_anchor_pairs": int(len(i)),
+        "label_transfer_mean": acc["mean"],
+        "foscttm": fos,
+        "link_seconds": link_seconds,
+        "iterations": model.n_iterations_trained_,
+    }
 
 
 def main() -> None:
@@ -93,7 +123,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     mudata.set_options(pull_on_update=False)
-    scvi.settings.num_threads = args.threads
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = weak_table(args.dataset)
@@ -101,41 +130,7 @@ def main() -> None:
     rows = []
     for config in args.configs:
         for seed in args.seeds:
-            start = time.perf_counter()
-            mdata, (key_rna, key_adt) = build(args.dataset, config, seed, table)
-            link_seconds = time.perf_counter() - start
-            rna, adt = mdata["rna"], mdata["adt"]
-            key = LABELS[args.dataset]
-            labels = rna.obs[key].to_numpy(), adt.obs[key].to_numpy()
-            p_rna = torch.tensor(np.asarray(rna.obsm[key_rna], dtype=np.float32))
-            p_adt = torch.tensor(np.asarray(adt.obsm[key_adt], dtype=np.float32))
-            i, j = mutual_nearest_neighbors(p_rna, p_adt, k=30)
-            precision = anchor_precision(i.numpy(), j.numpy(), *labels)
-            processed = scmosaic.pp.preprocess(mdata)
-            scmosaic.SCMODAL.setup_mudata(
-                processed, modalities=["rna", "adt"], links=[("rna", "adt", key_rna, key_adt)]
-            )
-            model = scmosaic.SCMODAL(processed, seed=seed)
-            model.train(max_steps=args.steps, enable_progress_bar=False)
-            latent = model.get_latent_representation()
-            acc = label_transfer_accuracy(latent["rna"], labels[0], latent["adt"], labels[1])
-            fos = float("nan")
-            if "cell_id" in adt.obs:
-                partner = {c: n for n, c in enumerate(adt.obs["cell_id"])}
-                order = np.array([partner[c] for c in rna.obs["cell_id"]])
-                fos = foscttm(latent["rna"], latent["adt"][order])
-            row = {
-                "dataset": args.dataset,
-                "config": config,
-                "seed": seed,
-                "n_link_columns": int(p_rna.shape[1]),
-                "anchor_precision": precision,
-                "n_anchor_pairs": int(i.numel()),
-                "label_transfer_mean": acc["mean"],
-                "foscttm": fos,
-                "link_seconds": link_seconds,
-                "iterations": model.n_iterations_trained_,
-            }
+            row = run_one(args.dataset, config, seed, table, args)
             print(json.dumps(row), flush=True)
             rows.append(row)
             with open(out / f"cca_links_{args.dataset}.jsonl", "a") as f:  # survives interruption

@@ -51,38 +51,16 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _common import THREAD_ENV, maxrss_gb, reset_peak, rss_gb
+from _data import replicate
+
 METHODS = ["link_features", "cca_links:links", "cca_links:labels", "diagonal_cca"]
-THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
-}
 TARGET_GB = 4.0
-
-
-def replicate(adata, n: int, seed: int, prefix: str):
-    """``n`` cells drawn with replacement from ``adata``, counts binomially thinned."""
-    import anndata as ad
-    import numpy as np
-    from scipy import sparse
-
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, adata.n_obs, n)
-    x = sparse.csr_matrix(adata.X)[idx]
-    p = rng.uniform(0.8, 1.0, n)
-    counts = np.rint(x.data).astype(np.int64)
-    x.data = rng.binomial(counts, np.repeat(p, np.diff(x.indptr))).astype(np.float32)
-    x.eliminate_zeros()
-    obs = adata.obs.iloc[idx][["celltype"]].copy()
-    obs.index = [f"{prefix}{i}" for i in range(n)]
-    return ad.AnnData(x, obs=obs, var=adata.var[[]].copy())
 
 
 def build(method: str, n: int, seed: int = 0):
@@ -106,29 +84,6 @@ def build(method: str, n: int, seed: int = 0):
     return MuData(mods)
 
 
-def _rss_gb(field: str) -> float | None:
-    """``VmRSS`` (or another field) of this process from ``/proc/self/status``, in GB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return None
-
-
-def _maxrss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def run_one(method: str, n: int, knn_method: str = "exact") -> dict:
     """Build the data, run one method, return its measurements (in this process)."""
     import scmosaic
@@ -143,9 +98,9 @@ def run_one(method: str, n: int, knn_method: str = "exact") -> dict:
         result["link_features_s"] = time.perf_counter() - t0
         result["n_linked"] = int(mdata["rna"].obsm["linked_adt"].shape[1])
 
-    build_peak = _maxrss_gb()
-    result["rss_before_gb"] = _rss_gb("VmRSS")
-    reset = _reset_peak()
+    build_peak = maxrss_gb()
+    result["rss_before_gb"] = rss_gb("VmRSS")
+    reset = reset_peak()
     t0 = time.perf_counter()
     if method == "link_features":
         scmosaic.pp.link_features(mdata, "adt", "rna", smooth_neighbors=0)
@@ -161,7 +116,7 @@ def run_one(method: str, n: int, knn_method: str = "exact") -> dict:
     else:
         raise ValueError(f"Unknown method {method!r}.")
     result["time_s"] = time.perf_counter() - t0
-    call_peak = _maxrss_gb()
+    call_peak = maxrss_gb()
     result["call_peak_rss_gb"] = call_peak if reset else None
     result["peak_rss_gb"] = max(build_peak, call_peak)
     if method.startswith("cca_links"):
@@ -179,7 +134,7 @@ def subsample_anchor_precision(mdata, n_cells: int = 5_000, k: int = 15) -> floa
     import numpy as np
 
     from scmosaic.metrics import anchor_precision
-    from scmosaic.pp._cca import mutual_nearest_pairs
+    from scmosaic.pp import mutual_nearest_pairs
 
     rng = np.random.default_rng(0)
     picks = {

@@ -43,6 +43,7 @@ accuracy of the 80% most confident cells against all cells; wall time of the met
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -53,7 +54,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _data import LABELS, PAIRED, full_table, load
+from _common import THREAD_ENV, with_table_and_cca
+from _data import LABELS, PAIRED, load, workflow_options
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = ["hao", "pbmc10k", "sln"]
@@ -84,11 +86,10 @@ def unpaired_data(dataset: str, variant: str, seed: int):
 
 def protein_gene_pairs(mdata, dataset: str) -> list[tuple[str, str]]:
     """(gene, protein) pairs linked by the table, on all genes of the data."""
-    import scmosaic
+    from scmosaic import workflow
 
-    report = scmosaic.pp.link_features(
-        mdata.copy(), "adt", "rna", table=full_table(dataset), smooth_neighbors=0
-    )
+    options = workflow_options(dataset, link_kwargs={"smooth_neighbors": 0})
+    report = workflow.link(mdata.copy(), options).report
     linked = report[report["status"] == "linked"]
     return [(g, row.protein) for row in linked.itertuples() for g in row.genes_in_data]
 
@@ -99,29 +100,23 @@ def protein_gene_pairs(mdata, dataset: str) -> list[tuple[str, str]]:
 def run_scmodal(
     dataset: str, variant: str, seed: int, cca: bool, steps: int | None, accelerator: str
 ):
+    """SCMODAL through the workflow: table links (plus CCA scores refined from them)."""
     import scvi
 
-    import scmosaic
+    from scmosaic import workflow
 
+    options = workflow_options(dataset, seed=seed, max_steps=steps, accelerator=accelerator)
+    if cca:
+        options = dataclasses.replace(options, links="cca", cca_init="links")
     mdata = unpaired_data(dataset, variant, seed)
     start = time.perf_counter()
-    scmosaic.pp.link_features(mdata, "adt", "rna", table=full_table(dataset))
-    keys = ("linked_adt", "linked_rna")
+    linked = workflow.link(mdata, options)
     if cca:
-        import pandas as pd
-
-        scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", seed=seed)
-        for mod, other in (("rna", "adt"), ("adt", "rna")):
-            obsm = mdata[mod].obsm
-            obsm["linked_and_cca"] = pd.concat([obsm[f"linked_{other}"], obsm["X_cca"]], axis=1)
-        keys = ("linked_and_cca", "linked_and_cca")
-    processed = scmosaic.pp.preprocess(mdata)
-    scmosaic.SCMODAL.setup_mudata(
-        processed, modalities=["rna", "adt"], links=[("rna", "adt", *keys)]
-    )
+        linked = with_table_and_cca(mdata, linked)
+    processed = workflow.preprocess(mdata, options)
     scvi.settings.seed = seed
-    model = scmosaic.SCMODAL(processed, seed=seed)
-    model.train(max_steps=steps, accelerator=accelerator, enable_progress_bar=False)
+    model = workflow.build_model(processed, linked, options)
+    workflow.fit(model, options)
     latent = model.get_latent_representation()
     seconds = time.perf_counter() - start
     info = {"iterations": model.n_iterations_trained_}
@@ -132,14 +127,10 @@ def _clip(n: int | None, n_features: int) -> int | None:
     return None if n is None else int(min(n, n_features - 1))
 
 
-def run_maxfuse(dataset: str, variant: str, seed: int):
-    import maxfuse as mf
+def _maxfuse_arrays(mdata, pairs: list[tuple[str, str]]):
+    """MaxFuse's inputs as in its CITE-seq tutorial: shared (linked) and active arrays."""
     import scanpy as sc
 
-    mdata = unpaired_data(dataset, variant, seed)
-    pairs = protein_gene_pairs(mdata, dataset)
-    start = time.perf_counter()
-    np.random.seed(seed)
     rna = mdata["rna"].copy()
     adt = mdata["adt"].copy()
     rna.var_names_make_unique()
@@ -168,6 +159,17 @@ def run_maxfuse(dataset: str, variant: str, seed: int):
     sc.pp.scale(adt)
     active = [dense(rna.X), dense(adt.X)]
     active = [a[:, a.std(axis=0) > 1e-5] for a in active]
+    return shared, active
+
+
+def run_maxfuse(dataset: str, variant: str, seed: int):
+    import maxfuse as mf
+
+    mdata = unpaired_data(dataset, variant, seed)
+    pairs = protein_gene_pairs(mdata, dataset)
+    start = time.perf_counter()
+    np.random.seed(seed)
+    shared, active = _maxfuse_arrays(mdata, pairs)
     n_shared, n_adt = shared[0].shape[1], active[1].shape[1]
     # The tutorial leaves the ADT side unreduced (svd_components2=None) in refine_pivots and
     # propagate: fine with its ~5,000 pivots, but on the 800-cell Hao subset (~200 pivots,
@@ -241,8 +243,8 @@ def run_totalvi(dataset: str, seed: int, accelerator: str):
     model.train(accelerator=accelerator, enable_progress_bar=False)
     z = model.get_latent_representation()
     seconds = time.perf_counter() - start
-    index = {cell: i for i, cell in enumerate(rna.obs_names)}
-    emb = [z[[index[c] for c in halves[m].obs["cell_id"]]] for m in ("rna", "adt")]
+    # rows of z of each half's cells, by the original names hide_pairing keeps
+    emb = [z[rna.obs_names.get_indexer(halves[m].obs["cell_id"])] for m in ("rna", "adt")]
     info = {"epochs": int(model.history["elbo_train"].shape[0])}
     return halves, emb[0], emb[1], seconds, info
 
@@ -251,12 +253,9 @@ def run_totalvi(dataset: str, seed: int, accelerator: str):
 
 
 def score(mdata, dataset: str, variant: str, emb_rna, emb_adt) -> dict:
-    from scmosaic.metrics import (
-        foscttm,
-        foscttm_maxfuse,
-        knn_transfer,
-        label_transfer_accuracy,
-    )
+    import scmosaic
+    from scmosaic.metrics import foscttm, foscttm_maxfuse, label_transfer_accuracy
+    from scmosaic.tl import knn_transfer
 
     key = LABELS[dataset]
     lab_rna = mdata["rna"].obs[key].to_numpy(dtype=object)
@@ -276,8 +275,7 @@ def score(mdata, dataset: str, variant: str, emb_rna, emb_adt) -> dict:
     out["knn15_accuracy_all"] = float(correct.mean())
     out["knn15_accuracy_top80_confident"] = float(correct[top].mean())
     if variant == "shuffle":
-        partner = {c: i for i, c in enumerate(mdata["adt"].obs["cell_id"])}
-        order = np.array([partner[c] for c in mdata["rna"].obs["cell_id"]])
+        order = scmosaic.datasets.pairing_order(mdata, "rna", "adt")
         out["foscttm_symmetric_euclidean"] = foscttm(emb_rna, emb_adt[order])
         if emb_rna.shape[1] >= 15:
             out["foscttm_maxfuse"] = foscttm_maxfuse(emb_rna, emb_adt[order])
@@ -509,12 +507,7 @@ def main() -> None:
 
 def launch(run: tuple[str, str, str, int], out: Path, accelerator: str) -> str:
     """Run one (dataset, variant, method, seed) in a fresh single-threaded process."""
-    env = os.environ | {
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "NUMBA_NUM_THREADS": "1",
-    }
+    env = os.environ | THREAD_ENV
     name = "{}_{}_{}_seed{}".format(*run)
     cmd = [sys.executable, __file__, "--out", str(out), "--accelerator", accelerator, "--one"]
     done = subprocess.run(cmd + [str(x) for x in run], env=env, capture_output=True, text=True)

@@ -22,6 +22,7 @@ Writes benchmarks/results/flops_<preset>.json and prints the arithmetic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -30,12 +31,15 @@ from pathlib import Path
 
 import mudata
 import numpy as np
-import scvi
 import torch
-from time_per_iteration import IterationTimer
+from _common import IterationTimer
+from _data import workflow_options
 from torch.utils.flop_counter import FlopCounterMode
 
 import scmosaic
+from scmosaic import workflow
+
+WARM_UP = 20  # iterations dropped from the timing
 
 
 class ShapeRecorder(torch.utils._python_dispatch.TorchDispatchMode):
@@ -77,34 +81,31 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     mudata.set_options(pull_on_update=False)
-    scvi.settings.num_threads = args.threads
-    torch.set_num_threads(args.threads)
-
+    options = workflow_options("hao", preset=args.preset, threads=args.threads)
     mdata = scmosaic.datasets.hide_pairing(scmosaic.datasets.hao2021_pbmc_cite())
-    scmosaic.pp.link_features(mdata, "adt", "rna")
-    mdata = scmosaic.pp.preprocess(mdata)
-    scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
+    linked = workflow.link(mdata, options)
+    mdata = workflow.preprocess(mdata, options)
 
     # 1. FLOPs per iteration (a separate model: counting slows the iterations down)
-    model = scmosaic.SCMODAL(mdata, preset=args.preset, seed=0)
+    counting = dataclasses.replace(options, max_steps=args.count)
+    model = workflow.build_model(mdata, linked, counting)
     counter, shapes = FlopCounterMode(display=False), ShapeRecorder()
     with counter, shapes:
-        model.train(max_steps=args.count, enable_progress_bar=False)
+        workflow.fit(model, counting)
     flops = counter.get_total_flops() / args.count
 
     # 2. Matmul throughput, same process, same threads
     square = gemm_rate(args.gemm, args.gemm, args.gemm)
-    own_time = sum(
-        c / args.count * 2 * m * k * n / gemm_rate(m, k, n)
-        for (m, k, n), c in shapes.shapes.items()
-    )
-    own_flops = sum(c / args.count * 2 * m * k * n for (m, k, n), c in shapes.shapes.items())
+    per_iteration = {shape: c / args.count for shape, c in shapes.shapes.items()}
+    own_time = sum(c * 2 * m * k * n / gemm_rate(m, k, n) for (m, k, n), c in per_iteration.items())
+    own_flops = sum(c * 2 * m * k * n for (m, k, n), c in per_iteration.items())
 
     # 3. Wall time of one iteration
-    model = scmosaic.SCMODAL(mdata, preset=args.preset, seed=0)
+    timing = dataclasses.replace(options, max_steps=args.iterations + WARM_UP)
+    model = workflow.build_model(mdata, linked, timing)
     timer = IterationTimer()
-    model.train(max_steps=args.iterations + 20, enable_progress_bar=False, callbacks=[timer])
-    iteration = float(np.median(timer.times[20:]))
+    workflow.fit(model, timing, callbacks=[timer])
+    iteration = float(np.median(timer.times[WARM_UP:]))
 
     ideal = flops / square
     result = {

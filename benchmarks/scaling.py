@@ -1,7 +1,7 @@
 """How SCMODAL's costs grow with the number of cells: 10^3 ... 10^6 cells per modality.
 
 Data generator: the bundled Hao et al. 2021 subset replicated to ``n`` cells per modality
-with binomial thinning (``cca_scaling.replicate``: cells drawn with replacement, counts
+with binomial thinning (``_data.replicate``: cells drawn with replacement, counts
 thinned by ``p ~ U(0.8, 1)``, one seed per modality so the two are unpaired), generated in
 blocks of 100,000 cells so the generator's own peak stays small. Counts stay float32 CSR
 and are log-normalised in place (``normalize_total`` + ``log1p``, sparse); all 500 genes
@@ -38,8 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-from cca_scaling import THREAD_ENV, _reset_peak, replicate
-from cca_scaling import _maxrss_gb as _rss_gb
+from _common import THREAD_ENV, IterationTimer, maxrss_gb, reset_peak
+from _data import replicate, workflow_options
 
 BLOCK = 100_000
 
@@ -70,14 +70,21 @@ def generate(n: int, seed: int):
 def measure(n: int, accelerator: str, seed: int = 0) -> dict:
     import mudata
     import numpy as np
-    import scvi
     import torch
-    from time_per_iteration import IterationTimer
 
-    import scmosaic
+    from scmosaic import workflow
 
     mudata.set_options(pull_on_update=False)
-    scvi.settings.num_threads = 1
+    # the data are log-normalised by generate(); links without kNN smoothing
+    options = workflow_options(
+        "hao",
+        link_kwargs={"smooth_neighbors": 0},
+        preprocess=False,
+        max_steps=120,
+        seed=seed,
+        threads=1,
+        accelerator=accelerator,
+    )
     torch.set_num_threads(1)
     row: dict = {"n_cells_per_modality": n}
     start = time.perf_counter()
@@ -85,31 +92,28 @@ def measure(n: int, accelerator: str, seed: int = 0) -> dict:
     row["generate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    scmosaic.pp.link_features(mdata, "adt", "rna", smooth_neighbors=0)
+    linked = workflow.link(mdata, options)
     row["links_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
-    model = scmosaic.SCMODAL(mdata, seed=seed)
+    model = workflow.build_model(mdata, linked, options)
     row["setup_s"] = time.perf_counter() - start
 
     timer = IterationTimer()
-    model.train(
-        max_steps=120, accelerator=accelerator, enable_progress_bar=False, callbacks=[timer]
-    )
+    workflow.fit(model, options, callbacks=[timer])
     times = np.array(timer.times[20:])
     row["iteration_s"] = float(np.median(times))
     row["iteration_p10_s"] = float(np.percentile(times, 10))
     row["iteration_p90_s"] = float(np.percentile(times, 90))
 
-    peak_so_far = _rss_gb()  # generation, links, setup and training
-    reset = _reset_peak()
+    peak_so_far = maxrss_gb()  # generation, links, setup and training
+    reset = reset_peak()
     start = time.perf_counter()
     latent = model.get_latent_representation()
     row["inference_s"] = time.perf_counter() - start
-    row["inference_peak_rss_gb"] = _rss_gb() if reset else None
+    row["inference_peak_rss_gb"] = maxrss_gb() if reset else None
     row["latent_shape"] = {m: list(z.shape) for m, z in latent.items()}
-    row["peak_rss_gb"] = max(peak_so_far, _rss_gb())
+    row["peak_rss_gb"] = max(peak_so_far, maxrss_gb())
     row["device"] = (
         torch.cuda.get_device_name(0)
         if accelerator != "cpu" and torch.cuda.is_available()

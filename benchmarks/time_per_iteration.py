@@ -11,34 +11,21 @@ measured under the same conditions. On a GPU each iteration's time ends with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
-import time
 from pathlib import Path
 
 import mudata
 import numpy as np
-import scvi
 import torch
-from _data import full_table, load
-from lightning.pytorch.callbacks import Callback
+from _common import IterationTimer
+from _data import load, workflow_options
 
 import scmosaic
+from scmosaic import workflow
 
-
-class IterationTimer(Callback):
-    def __init__(self):
-        self.times: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter() - self._start)
+WARM_UP = 20  # iterations dropped from the statistics
 
 
 def main() -> None:
@@ -50,24 +37,23 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     mudata.set_options(pull_on_update=False)
-    scvi.settings.num_threads = args.threads
+    options = workflow_options(
+        args.dataset,
+        max_steps=args.iterations + WARM_UP,
+        threads=args.threads,
+        accelerator=args.accelerator,
+    )
 
     mdata = scmosaic.datasets.hide_pairing(load(args.dataset))
-    scmosaic.pp.link_features(mdata, "adt", "rna", table=full_table(args.dataset))
-    mdata = scmosaic.pp.preprocess(mdata)
-    scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
+    linked = workflow.link(mdata, options)
+    mdata = workflow.preprocess(mdata, options)
     results = {}
     for preset in ("reference", "default"):
-        model = scmosaic.SCMODAL(mdata, preset=preset)
+        preset_options = dataclasses.replace(options, preset=preset)
+        model = workflow.build_model(mdata, linked, preset_options)
         timer = IterationTimer()
-        # 20 warm-up iterations are dropped from the statistics
-        model.train(
-            max_steps=args.iterations + 20,
-            accelerator=args.accelerator,
-            enable_progress_bar=False,
-            callbacks=[timer],
-        )
-        times = np.array(timer.times[20:])
+        workflow.fit(model, preset_options, callbacks=[timer])
+        times = np.array(timer.times[WARM_UP:])
         results[preset] = {
             "median_s": float(np.median(times)),
             "p10_s": float(np.percentile(times, 10)),

@@ -37,21 +37,24 @@ LINK_SETTINGS = {
 }
 
 
-def prepare(dataset: str, preset: str, seed: int, mode: str = "shuffle"):
-    from _data import full_table, load
+def prepare(dataset: str, options, mode: str = "shuffle"):
+    """The data with the pairing hidden, linked with the preset's settings and preprocessed."""
+    import dataclasses
+
+    from _data import load
 
     import scmosaic
+    from scmosaic import workflow
 
-    mdata = scmosaic.datasets.hide_pairing(load(dataset), mode=mode, seed=seed)
-    scmosaic.pp.link_features(
-        mdata, "adt", "rna", table=full_table(dataset), **LINK_SETTINGS[preset]
-    )
-    mdata = scmosaic.pp.preprocess(mdata)
-    scmosaic.SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
-    return mdata
+    options = dataclasses.replace(options, link_kwargs=LINK_SETTINGS[options.preset])
+    mdata = scmosaic.datasets.hide_pairing(load(dataset), mode=mode, seed=options.seed)
+    linked = workflow.link(mdata, options)
+    mdata = workflow.preprocess(mdata, options)
+    return mdata, linked, options
 
 
 def evaluate(model, mdata, labels_key: str, paired: bool = True) -> dict:
+    import scmosaic
     from scmosaic.metrics import foscttm, foscttm_maxfuse, label_transfer_accuracy
 
     latent = model.get_latent_representation()
@@ -69,8 +72,7 @@ def evaluate(model, mdata, labels_key: str, paired: bool = True) -> dict:
         "macro_f1": acc["macro_f1"],
     }
     if paired:
-        partner = {c: i for i, c in enumerate(adt.obs["cell_id"])}
-        order = np.array([partner[c] for c in rna.obs["cell_id"]])
+        order = scmosaic.datasets.pairing_order(mdata, "rna", "adt")
         out["foscttm_symmetric_euclidean"] = foscttm(latent["rna"], latent["adt"][order])
         out["foscttm_maxfuse"] = foscttm_maxfuse(latent["rna"], latent["adt"][order])
     return out
@@ -113,24 +115,25 @@ def trajectory_callback(model, mdata, labels_key: str, every: int, paired: bool)
 
 def run(args) -> None:
     import mudata
-    import scvi
     import torch
-    from _data import LABELS
+    from _data import LABELS, workflow_options
 
-    import scmosaic
+    from scmosaic import workflow
 
     mudata.set_options(pull_on_update=False)
-    scvi.settings.num_threads = args.threads
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for preset in args.presets:
         for seed in args.seeds:
-            mdata = prepare(args.dataset, preset, seed, args.mode)
-            model = scmosaic.SCMODAL(mdata, preset=preset, seed=seed)
+            options = workflow_options(
+                args.dataset, preset=preset, seed=seed, max_steps=args.steps, threads=args.threads
+            )
+            mdata, linked, options = prepare(args.dataset, options, args.mode)
+            model = workflow.build_model(mdata, linked, options)
             traj = trajectory_callback(
                 model, mdata, LABELS[args.dataset], args.every, paired=args.mode == "shuffle"
             )
-            model.train(max_steps=args.steps, enable_progress_bar=False, callbacks=[traj])
+            workflow.fit(model, options, callbacks=[traj])
             record = {
                 "dataset": args.dataset,
                 "preset": preset,

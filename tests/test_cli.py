@@ -226,11 +226,26 @@ def test_data_errors_exit_3(files, tmp_path, capsys):
         ["--h5ad", "rna", "--out", "o.h5mu", "--table", "t.csv"],  # not NAME=PATH
         ["--h5ad", "rna=a.h5ad", "--h5ad", "rna=b.h5ad", "--out", "o.h5mu", "--table", "t.csv"],
         ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--max-steps", "0"],
+        ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--threads", "0"],
+        ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--kind", "x=protein"],
+        ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--modalities", "a", "a"],
+        ["--h5ad", "rna=a.h5ad", "--out", "o.h5mu", "--table", "t.csv"],  # one modality
     ],
 )
 def test_usage_errors_exit_2(args, capsys):
     assert main(["integrate", *args]) == 2
     assert "scmosaic integrate: error:" in capsys.readouterr().err
+
+
+def test_option_errors_name_the_option(capsys):
+    """Values are checked by WorkflowOptions, for both commands, before any work."""
+    base = ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv"]
+    assert main(["integrate", *base, "--max-steps", "0"]) == 2
+    assert "max_steps must be an integer >= 1" in capsys.readouterr().err
+    assert main(["integrate", *base, "--kind", "x=protein"]) == 2
+    assert "kinds['x'] must be one of 'rna', 'adt', 'atac'" in capsys.readouterr().err
+    assert main(["quickstart", "--max-steps", "-1"]) == 2
+    assert "scmosaic quickstart: error: max_steps" in capsys.readouterr().err
 
 
 def test_help_documents_options_and_exit_codes(capsys):

@@ -8,6 +8,20 @@ import logging
 import sys
 import traceback
 import warnings
+from typing import get_args
+
+from ._quickstart import run_quickstart
+from .model import PRESETS
+from .workflow import (
+    PACKAGED_TABLE,
+    Accelerator,
+    CcaInit,
+    InputError,
+    LinkSource,
+    OptionsError,
+    WorkflowOptions,
+    integrate_files,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -46,38 +60,63 @@ exit codes:
 """
 
 
+def _name_value(value: str, what: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name or not rest:
+        raise argparse.ArgumentTypeError(f"expected NAME={what}, got {value!r}")
+    return name, rest
+
+
 def _name_path(value: str) -> tuple[str, str]:
-    name, sep, path = value.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
-    return name, path
+    return _name_value(value, "PATH")
 
 
 def _name_kind(value: str) -> tuple[str, str]:
-    name, sep, kind = value.partition("=")
-    if not sep or not name or kind not in ("rna", "adt", "atac"):
-        raise argparse.ArgumentTypeError(f"expected NAME=rna|adt|atac, got {value!r}")
-    return name, kind
+    # the kind itself is checked by WorkflowOptions, with the other options
+    return _name_value(value, "KIND")
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
-
-
-def _add_integrate(commands) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        "integrate",
-        help="Integrate two unpaired modalities from .h5mu/.h5ad files with SCMODAL.",
-        description="Integrate two modalities whose cells differ (e.g. RNA and ADT) with\n"
-        "SCMODAL: read the files, build linked features from raw counts, preprocess,\n"
-        "train, and write the integrated MuData and a JSON summary. Progress is logged\n"
-        "to stderr.",
-        epilog=_INTEGRATE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _add_training_arguments(group, accelerator: bool = True) -> None:
+    """Options of the fit step, shared by both commands; values are checked by WorkflowOptions."""
+    group.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training iterations (default: the preset's; default preset 1,000-2,000 by data "
+        "size, reference preset 10,000)",
     )
+    group.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=WorkflowOptions.preset,
+        help="model preset: scmosaic's default or the published scMODAL reference values "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=WorkflowOptions.seed,
+        metavar="N",
+        help="seed of weights, sampling, CCA (%(default)s)",
+    )
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice)",
+    )
+    if accelerator:
+        group.add_argument(
+            "--accelerator",
+            choices=get_args(Accelerator),
+            default=WorkflowOptions.accelerator,
+            help="Lightning accelerator (default: %(default)s; auto: a GPU if there is one)",
+        )
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     inputs = parser.add_argument_group("input (one of --mudata / --h5ad is required)")
     source = inputs.add_mutually_exclusive_group(required=True)
     source.add_argument("--mudata", metavar="PATH", help="input .h5mu file")
@@ -109,13 +148,16 @@ def _add_integrate(commands) -> argparse.ArgumentParser:
         help="kind (rna, adt, atac) of a modality whose name does not tell it; names such "
         "as rna, gex, adt, protein, atac are recognised",
     )
+
+
+def _add_link_arguments(parser: argparse.ArgumentParser) -> None:
     linking = parser.add_argument_group("linked features")
     linking.add_argument(
         "--links",
-        choices=["table", "names", "cca"],
-        default="table",
+        choices=get_args(LinkSource),
+        default=WorkflowOptions.links,
         help="table: protein->gene table (--table); names: features with the same name in "
-        "both modalities; cca: canonical correlation scores (--cca-init). Default: table",
+        "both modalities; cca: canonical correlation scores (--cca-init). Default: %(default)s",
     )
     linking.add_argument(
         "--table",
@@ -127,60 +169,24 @@ def _add_integrate(commands) -> argparse.ArgumentParser:
     )
     linking.add_argument(
         "--cca-init",
-        choices=["labels", "links"],
-        default="labels",
+        choices=get_args(CcaInit),
+        default=WorkflowOptions.cca_init,
         help="prior of --links cca: labels (--labels-key, known in both modalities) or "
-        "links (--table, else shared names). Default: labels",
+        "links (--table, else shared names). Default: %(default)s",
     )
     linking.add_argument(
         "--labels-key", metavar="KEY", help=".obs column with labels in both modalities"
     )
     linking.add_argument(
         "--cca-components",
-        type=_positive,
-        default=10,
+        type=int,
+        default=WorkflowOptions.cca_components,
         metavar="N",
-        help="CCA components, capped at what the data allow (default: 10)",
+        help="CCA components, capped at what the data allow (default: %(default)s)",
     )
-    prep = parser.add_argument_group("preprocessing and training")
-    prep.add_argument(
-        "--preprocess",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="normalise + log1p + highly variable genes (scmosaic.pp.preprocess); with "
-        "--no-preprocess .X must already be log-normalised. Default: --preprocess",
-    )
-    prep.add_argument(
-        "--max-steps",
-        type=_positive,
-        default=None,
-        metavar="N",
-        help="training iterations (default: the preset's; default preset 1,000-2,000 by data "
-        "size, reference preset 10,000)",
-    )
-    prep.add_argument(
-        "--preset",
-        choices=["default", "reference"],
-        default="default",
-        help="model preset: scmosaic's default or the published scMODAL reference values "
-        "(default: default)",
-    )
-    prep.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="seed of weights, sampling, CCA (0)"
-    )
-    prep.add_argument(
-        "--threads",
-        type=_positive,
-        default=None,
-        metavar="N",
-        help="torch CPU threads (default: torch's choice)",
-    )
-    prep.add_argument(
-        "--accelerator",
-        choices=["auto", "cpu", "gpu"],
-        default="auto",
-        help="Lightning accelerator (default: auto, a GPU if there is one)",
-    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     outputs = parser.add_argument_group("output")
     outputs.add_argument("--out", required=True, metavar="PATH", help="output .h5mu")
     outputs.add_argument(
@@ -192,6 +198,42 @@ def _add_integrate(commands) -> argparse.ArgumentParser:
     talk = parser.add_mutually_exclusive_group()
     talk.add_argument("--quiet", "-q", action="store_true", help="log errors only")
     talk.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+
+
+def _add_integrate(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "integrate",
+        help="Integrate two unpaired modalities from .h5mu/.h5ad files with SCMODAL.",
+        description="Integrate two modalities whose cells differ (e.g. RNA and ADT) with\n"
+        "SCMODAL: read the files, build linked features from raw counts, preprocess,\n"
+        "train, and write the integrated MuData and a JSON summary. Progress is logged\n"
+        "to stderr.",
+        epilog=_INTEGRATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_input_arguments(parser)
+    _add_link_arguments(parser)
+    training = parser.add_argument_group("preprocessing and training")
+    training.add_argument(
+        "--preprocess",
+        action=argparse.BooleanOptionalAction,
+        default=WorkflowOptions.preprocess,
+        help="normalise + log1p + highly variable genes (scmosaic.pp.preprocess); with "
+        "--no-preprocess .X must already be log-normalised. Default: --preprocess",
+    )
+    _add_training_arguments(training)
+    _add_output_arguments(parser)
+    return parser
+
+
+def _add_quickstart(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "quickstart",
+        help="Integrate RNA with ADT on the bundled Hao 2021 PBMC subset (pairing hidden), "
+        "print label-transfer accuracy and FOSCTTM, write a UMAP PNG.",
+    )
+    parser.add_argument("--out", default="scmosaic_quickstart", help="output folder")
+    _add_training_arguments(parser, accelerator=False)
     return parser
 
 
@@ -228,46 +270,69 @@ def _error(message: str) -> None:
     print(f"scmosaic: error: {message}", file=sys.stderr)
 
 
+def _options(parser: argparse.ArgumentParser, **settings):
+    """The run's WorkflowOptions; a bad value is a usage error (exit code 2)."""
+    try:
+        return WorkflowOptions(**settings)
+    except OptionsError as err:
+        parser.error(str(err))
+
+
+def _training_settings(args: argparse.Namespace) -> dict:
+    """The values of the flags that _add_training_arguments added to the command."""
+    names = ("max_steps", "preset", "seed", "threads", "accelerator")
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+def _h5ad_files(parser: argparse.ArgumentParser, pairs: list[tuple[str, str]] | None):
+    """``--h5ad NAME=PATH`` flags as ``{name: path}``; a name given twice is a usage error."""
+    if not pairs:
+        return None
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        parser.error(f"--h5ad names must differ, got {names}")
+    return dict(pairs)
+
+
+def _report(summary: dict) -> None:
+    n_cells = ", ".join(f"{m} {n}" for m, n in summary["n_cells"].items())
+    print(
+        f"integrated {n_cells} cells with {summary['links']['n_linked_features']} linked "
+        f"features ({summary['links']['source']}); {summary['training']['iterations']} "
+        f"iterations in {summary['training']['train_seconds']:.0f} s\n"
+        f"wrote {summary['outputs']['mudata']} (.obsm[{summary['latent_key']!r}]) and "
+        f"{summary['outputs']['summary']}"
+    )
+
+
 def _integrate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.links == "table" and args.table is None:
-        parser.error("--links table needs --table CSV (or --table packaged)")
-    if args.links == "cca" and args.cca_init == "labels" and not args.labels_key:
-        parser.error("--links cca --cca-init labels needs --labels-key KEY")
-    h5ad = None
-    if args.h5ad:
-        names = [name for name, _ in args.h5ad]
-        if len(set(names)) != len(names):
-            parser.error(f"--h5ad names must differ, got {names}")
-        if len(names) < 2:
-            parser.error("give --h5ad NAME=PATH for at least two modalities")
-        h5ad = dict(args.h5ad)
-
-    from ._integrate import InputError, run_integrate
-
+    options = _options(
+        parser,
+        modalities=args.modalities,
+        links=args.links,
+        table=args.table,
+        cca_init=args.cca_init,
+        labels_key=args.labels_key,
+        cca_components=args.cca_components,
+        kinds=dict(args.kind),
+        preprocess=args.preprocess,
+        layer=args.layer,
+        progress_bar=not args.quiet and sys.stderr.isatty(),
+        **_training_settings(args),
+    )
+    h5ad = _h5ad_files(parser, args.h5ad)
     with _cli_logging(args.quiet, args.verbose):
         try:
-            summary = run_integrate(
+            summary = integrate_files(
                 args.out,
+                options,
                 mudata=args.mudata,
                 h5ad=h5ad,
-                modalities=args.modalities,
-                links=args.links,
-                table=args.table,
-                cca_init=args.cca_init,
-                labels_key=args.labels_key,
-                cca_components=args.cca_components,
-                kinds=dict(args.kind),
-                preprocess=args.preprocess,
-                layer=args.layer,
-                max_steps=args.max_steps,
-                preset=args.preset,
-                seed=args.seed,
-                threads=args.threads,
-                accelerator=args.accelerator,
                 summary=args.summary,
                 save_model=args.save_model,
-                progress_bar=not args.quiet and sys.stderr.isatty(),
             )
+        except OptionsError as err:  # the input files given do not make a run
+            parser.error(str(err))
         except InputError as err:
             if args.verbose:
                 traceback.print_exc()
@@ -282,14 +347,26 @@ def _integrate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
             )
             return EXIT_FAILURE
     if not args.quiet:
-        n_cells = ", ".join(f"{m} {n}" for m, n in summary["n_cells"].items())
-        print(
-            f"integrated {n_cells} cells with {summary['links']['n_linked_features']} linked "
-            f"features ({summary['links']['source']}); {summary['training']['iterations']} "
-            f"iterations in {summary['training']['train_seconds']:.0f} s\n"
-            f"wrote {summary['outputs']['mudata']} (.obsm['X_scmodal']) and "
-            f"{summary['outputs']['summary']}"
-        )
+        _report(summary)
+    return EXIT_OK
+
+
+def _quickstart(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    options = _options(
+        parser,
+        table=PACKAGED_TABLE,
+        progress_bar=sys.stderr.isatty(),
+        **_training_settings(args),
+    )
+    metrics = run_quickstart(args.out, options)
+    print(
+        f"label transfer (1-NN): ADT->RNA {metrics['label_transfer_adt_to_rna']:.3f}, "
+        f"RNA->ADT {metrics['label_transfer_rna_to_adt']:.3f}, "
+        f"mean {metrics['label_transfer_mean']:.3f}\n"
+        f"FOSCTTM (symmetric, Euclidean): {metrics['foscttm_symmetric_euclidean']:.3f}\n"
+        f"trained {metrics['iterations']} iterations in {metrics['train_seconds']:.0f} s; "
+        f"outputs in {args.out}/ (umap.png, metrics.json, integrated.h5mu)"
+    )
     return EXIT_OK
 
 
@@ -304,38 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="scmosaic", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    quick = commands.add_parser(
-        "quickstart",
-        help="Integrate RNA with ADT on the bundled Hao 2021 PBMC subset (pairing hidden), "
-        "print label-transfer accuracy and FOSCTTM, write a UMAP PNG.",
-    )
-    quick.add_argument("--out", default="scmosaic_quickstart", help="output folder")
-    quick.add_argument("--max-steps", type=int, default=None, help="training iterations")
-    quick.add_argument("--preset", default="default", choices=["default", "reference"])
-    quick.add_argument("--seed", type=int, default=0)
-    quick.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    integrate = _add_integrate(commands)
+    run = {"quickstart": _quickstart, "integrate": _integrate}
+    subparsers = {"quickstart": _add_quickstart(commands), "integrate": _add_integrate(commands)}
     try:
         args = parser.parse_args(argv)
-        if args.command == "integrate":
-            return _integrate(integrate, args)
+        return run[args.command](subparsers[args.command], args)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         if exc.code is None:
             return EXIT_OK
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-
-    from ._quickstart import run_quickstart
-
-    metrics = run_quickstart(args.out, args.max_steps, args.preset, args.seed, args.threads)
-    print(
-        f"label transfer (1-NN): ADT->RNA {metrics['label_transfer_adt_to_rna']:.3f}, "
-        f"RNA->ADT {metrics['label_transfer_rna_to_adt']:.3f}, "
-        f"mean {metrics['label_transfer_mean']:.3f}\n"
-        f"FOSCTTM (symmetric, Euclidean): {metrics['foscttm_symmetric_euclidean']:.3f}\n"
-        f"trained {metrics['iterations']} iterations in {metrics['train_seconds']:.0f} s; "
-        f"outputs in {args.out}/ (umap.png, metrics.json, integrated.h5mu)"
-    )
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from mudata import MuData
+
+from .._checks import get_modality
+from .._keys import CELL_ID_OBS_KEY
 
 
 def hide_pairing(
@@ -45,8 +49,7 @@ def hide_pairing(
     """
     modalities = list(modalities)
     for m in modalities:
-        if m not in mdata.mod:
-            raise KeyError(f"Modality {m!r} is not in the MuData; it has {list(mdata.mod)}.")
+        get_modality(mdata, m)
     shared = mdata.mod[modalities[0]].obs_names
     for m in modalities[1:]:
         shared = shared.intersection(mdata.mod[m].obs_names, sort=False)
@@ -68,7 +71,73 @@ def hide_pairing(
     out = {}
     for m, cells in zip(modalities, orders, strict=True):
         adata = mdata.mod[m][cells].copy()
-        adata.obs["cell_id"] = adata.obs_names.astype(str)
+        adata.obs[CELL_ID_OBS_KEY] = adata.obs_names.astype(str)
         adata.obs_names = [f"{c}_{m}" for c in adata.obs_names]
         out[m] = adata
     return MuData(out)
+
+
+def pairing_order(mdata: MuData, mod_a: str = "rna", mod_b: str = "adt") -> np.ndarray:
+    """For each cell of ``mod_a``, the row of the same cell in ``mod_b`` (the hidden pairing).
+
+    Reads the original cell names that :func:`hide_pairing` keeps in ``.obs["cell_id"]``,
+    so ``latent_b[pairing_order(mdata, a, b)]`` lines ``mod_b``'s rows up with
+    ``mod_a``'s, as :func:`scmosaic.metrics.foscttm` needs. Every cell of ``mod_a`` must
+    have exactly one partner: use it on ``hide_pairing(..., mode="shuffle")`` data, not on
+    ``mode="halves"`` (where no cell's partner is present).
+
+    Parameters
+    ----------
+    mdata
+        MuData whose two modalities hold the same cells under different names, e.g. from
+        :func:`hide_pairing`.
+    mod_a
+        Modality whose order the result follows.
+    mod_b
+        Modality the result indexes.
+
+    Returns
+    -------
+    Integer array of length ``mdata[mod_a].n_obs``: entry ``i`` is the row of ``mod_b`` that
+    holds cell ``i`` of ``mod_a``.
+
+    Raises
+    ------
+    KeyError
+        A modality is not in ``mdata``, or has no ``.obs["cell_id"]`` column.
+    ValueError
+        A ``cell_id`` occurs twice in ``mod_b``, or a cell of ``mod_a`` has no partner in
+        ``mod_b``.
+
+    Examples
+    --------
+    >>> mdata = scmosaic.datasets.hide_pairing(scmosaic.datasets.hao2021_pbmc_cite())
+    >>> order = scmosaic.datasets.pairing_order(mdata, "rna", "adt")
+    >>> (mdata["adt"].obs["cell_id"].to_numpy()[order] == mdata["rna"].obs["cell_id"]).all()
+    True
+    """
+    ids = {}
+    for m in (mod_a, mod_b):
+        obs = get_modality(mdata, m).obs
+        if CELL_ID_OBS_KEY not in obs:
+            raise KeyError(
+                f"Modality {m!r} has no .obs[{CELL_ID_OBS_KEY!r}] with the original cell names; "
+                "make the data with scmosaic.datasets.hide_pairing."
+            )
+        ids[m] = pd.Index(obs[CELL_ID_OBS_KEY].astype(str))
+    if not ids[mod_b].is_unique:
+        repeated = ids[mod_b][ids[mod_b].duplicated()].unique()[:3].tolist()
+        raise ValueError(
+            f".obs[{CELL_ID_OBS_KEY!r}] of modality {mod_b!r} repeats cells, e.g. {repeated}; "
+            "the pairing is ambiguous."
+        )
+    order = ids[mod_b].get_indexer(ids[mod_a])
+    missing = order < 0
+    if missing.any():
+        examples = ids[mod_a][missing][:3].tolist()
+        raise ValueError(
+            f"{int(missing.sum())} of {len(order)} cells of modality {mod_a!r} have no partner "
+            f"in {mod_b!r} by .obs[{CELL_ID_OBS_KEY!r}], e.g. {examples}; pairing_order needs "
+            "every cell paired (hide_pairing mode='shuffle')."
+        )
+    return order

@@ -1,0 +1,81 @@
+"""Helpers shared by the benchmark scripts: thread pinning, memory and iteration timing.
+
+* ``THREAD_ENV``: environment that pins BLAS/OpenMP/numba to one thread (subprocesses).
+* ``rss_gb``, ``maxrss_gb``, ``reset_peak``: resident and peak memory of this process.
+* ``IterationTimer``: Lightning callback with the wall time of every training iteration.
+* ``with_table_and_cca``: table links and CCA scores as the columns of one link.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from scmosaic.workflow import Linked
+
+# Oversubscription on a small shared machine made cca_links ~30x slower.
+THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+}
+
+
+def rss_gb(field: str = "VmRSS") -> float | None:
+    """``VmRSS`` (or another field) of this process from ``/proc/self/status``, in GB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return None
+
+
+def maxrss_gb() -> float:
+    """Peak RSS of this process in GB (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's RSS high-water mark of this process; ``False`` where not Linux."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class IterationTimer(Callback):
+    """Wall time of every training iteration; on a GPU queued kernels are waited for."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._start)
+
+
+def with_table_and_cca(mdata, linked: Linked, key: str = "linked_and_cca") -> Linked:
+    """The table links and the CCA scores of a ``links="cca", cca_init="links"`` run
+    concatenated column-wise into ``.obsm[key]`` of both modalities, as one link."""
+    prior_keys, cca_keys = linked.info["prior"]["obsm_keys"], linked.info["obsm_keys"]
+    for m in linked.modalities:
+        obsm = mdata[m].obsm
+        obsm[key] = pd.concat([obsm[prior_keys[m]], obsm[cca_keys[m]]], axis=1)
+    info = dict(linked.info, obsm_keys=dict.fromkeys(linked.modalities, key))
+    return dataclasses.replace(linked, spec=(*linked.modalities, key, key), info=info)

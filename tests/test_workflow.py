@@ -1,0 +1,166 @@
+"""The workflow's options and steps that need no training: checks, link step, file checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from mudata import MuData
+from scipy import sparse
+
+from scmosaic.workflow import (
+    InputError,
+    InputFiles,
+    OptionsError,
+    OutputFiles,
+    WorkflowOptions,
+    link,
+    preprocess,
+)
+
+# shared feature names (CD4, CD19) are what name links need
+pytestmark = pytest.mark.filterwarnings("ignore:var_names are not unique")
+VALID = {"table": "packaged"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "needles"),
+    [
+        ({"max_steps": 0}, ["max_steps", ">= 1", "None", "got 0"]),
+        ({"max_steps": 2.5}, ["max_steps", ">= 1", "got 2.5"]),
+        ({"max_steps": True}, ["max_steps", "got True"]),
+        ({"cca_components": 0}, ["cca_components", ">= 1", "got 0"]),
+        ({"n_top_genes": -5}, ["n_top_genes", ">= 1", "None (all)", "got -5"]),
+        ({"threads": 0}, ["threads", ">= 1", "got 0"]),
+        ({"seed": -1}, ["seed", ">= 0", "got -1"]),
+        ({"links": "shared"}, ["links", "'table', 'names', 'cca'", "'shared'"]),
+        ({"cca_init": "pca"}, ["cca_init", "'labels', 'links'", "'pca'"]),
+        ({"preset": "fast"}, ["preset", "'default', 'reference'", "'fast'"]),
+        ({"accelerator": "tpu"}, ["accelerator", "'auto', 'cpu', 'gpu'", "'tpu'"]),
+        ({"kinds": {"prot": "protein"}}, ["kinds['prot']", "'rna', 'adt', 'atac'", "'protein'"]),
+        ({"modalities": ("rna", "rna")}, ["modalities", "two different"]),
+        ({"modalities": ("rna", "adt", "atac")}, ["modalities", "two different"]),
+        ({"modalities": "ra"}, ["modalities", "two different"]),
+        ({"preprocess": "yes"}, ["preprocess", "True or False"]),
+        ({"progress_bar": 1}, ["progress_bar", "True or False"]),
+        ({"layer": ""}, ["layer", "non-empty string"]),
+        ({"table": 3}, ["table", "CSV path", "'packaged'", "int"]),
+        ({"table": None}, ["links='table' needs table", "'packaged'"]),
+        ({"links": "cca", "labels_key": None}, ["cca_init='labels' needs labels_key"]),
+        ({"link_kwargs": {"by": "names"}}, ["link_kwargs", "['by']"]),
+    ],
+)
+def test_bad_option_names_itself_and_what_it_accepts(changes, needles):
+    with pytest.raises(OptionsError) as info:
+        WorkflowOptions(**{**VALID, **changes})
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_options_are_normalised_frozen_and_rechecked_by_replace():
+    options = WorkflowOptions(
+        modalities=["rna", "adt"], table="packaged", kinds={"rna": "rna"}, max_steps=5
+    )
+    assert options.modalities == ("rna", "adt")
+    assert options.max_steps == 5 and options.preset == "default"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.max_steps = 10
+    assert dataclasses.replace(options, max_steps=None).max_steps is None
+    with pytest.raises(OptionsError, match="max_steps"):
+        dataclasses.replace(options, max_steps=-3)
+    # a CCA prior without a table links by names; with labels no table is needed at all
+    assert WorkflowOptions(links="cca", cca_init="links").table is None
+    assert WorkflowOptions(links="cca", labels_key="celltype").labels_key == "celltype"
+
+
+def test_pair_and_kind_of_check_against_the_data():
+    options = WorkflowOptions(table="packaged", kinds={"protein_panel": "adt"})
+    assert options.pair(["rna", "adt"]) == ("rna", "adt")
+    with pytest.raises(InputError, match=r"has 3 modalities .*--modalities"):
+        options.pair(["rna", "adt", "atac"], "in.h5mu")
+    chosen = dataclasses.replace(options, modalities=("rna", "prot"))
+    with pytest.raises(InputError, match=r"modality 'prot' is not in in\.h5mu"):
+        chosen.pair(["rna", "adt"], "in.h5mu")
+    assert options.kind_of("protein_panel") == "adt"
+    assert options.kind_of("gex") == "rna"
+    with pytest.raises(InputError, match=r"kind of modality 'panel'.*--kind panel=adt"):
+        options.kind_of("panel")
+
+
+def _cells(n_cells, features, rng, prefix):
+    counts = sparse.csr_matrix(rng.poisson(2.0, (n_cells, len(features))).astype(np.float32))
+    obs = pd.DataFrame(
+        {"celltype": pd.Categorical(rng.choice(["T", "B"], n_cells))},
+        index=[f"{prefix}{i}" for i in range(n_cells)],
+    )
+    return ad.AnnData(counts, obs=obs, var=pd.DataFrame(index=features))
+
+
+@pytest.fixture
+def mdata():
+    rng = np.random.default_rng(0)
+    genes = ["CD3E", "CD4", "CD19", "MS4A1"] + [f"G{i}" for i in range(26)]
+    return MuData(
+        {
+            "rna": _cells(40, genes, rng, "r"),
+            "adt": _cells(30, ["CD3", "CD4", "CD19", "CD20"], rng, "a"),
+        }
+    )
+
+
+def test_link_step_table_names_and_cca(mdata):
+    table = {"CD3": "CD3E", "CD4": "CD4", "CD19": "CD19", "CD20": "MS4A1"}
+    linked = link(mdata, WorkflowOptions(table=table, link_kwargs={"smooth_neighbors": 0}))
+    assert linked.modalities == ("rna", "adt") and linked.spec == ("rna", "adt")
+    assert linked.info["modalities"] == ["adt", "rna"]  # the protein side first
+    assert linked.info["n_linked_features"] == 4 and linked.info["table"] == table
+    assert mdata["adt"].obsm["linked_rna"].shape == (30, 4)
+    assert (linked.report["status"] == "linked").sum() == 4
+
+    names = link(mdata, WorkflowOptions(links="names"))
+    assert names.info["source"] == "names" and names.info["n_linked_features"] == 2  # CD4, CD19
+
+    cca = link(mdata, WorkflowOptions(links="cca", labels_key="celltype", cca_components=50))
+    assert cca.spec == ("rna", "adt", "X_cca", "X_cca")
+    assert cca.report is None and "prior" not in cca.info
+    assert cca.info["n_linked_features"] == 3  # capped: 4 proteins -> 3 components
+    assert mdata["rna"].obsm["X_cca"].shape == (40, 3)
+
+
+def test_link_step_errors_are_input_errors(mdata):
+    unknown = WorkflowOptions(table="packaged", modalities=("rna", "adt"), kinds={"adt": "rna"})
+    with pytest.raises(InputError, match="exactly one protein"):
+        link(mdata, unknown)
+    with pytest.raises(InputError, match=r"linking adt and rna by table: No feature"):
+        link(mdata, WorkflowOptions(table={"CD3": "NOTAGENE"}))
+
+
+def test_preprocess_step_follows_the_options(mdata):
+    assert preprocess(mdata, WorkflowOptions(table="packaged", preprocess=False)) is mdata
+    processed = preprocess(mdata, WorkflowOptions(table="packaged", n_top_genes=10))
+    assert processed["rna"].n_vars == 10 and processed["adt"].n_vars == 4
+    assert "counts" in processed["rna"].layers
+
+
+def test_input_and_output_files_are_checked_before_reading(tmp_path):
+    with pytest.raises(OptionsError, match="either mudata"):
+        InputFiles.check()
+    with pytest.raises(OptionsError, match="either mudata"):
+        InputFiles.check(tmp_path / "a.h5mu", {"rna": tmp_path / "r.h5ad"})
+    with pytest.raises(OptionsError, match="at least two h5ad"):
+        InputFiles.check(h5ad={"rna": tmp_path / "r.h5ad"})
+    with pytest.raises(InputError, match="not found"):
+        InputFiles.check(tmp_path / "missing.h5mu")
+    (tmp_path / "r.h5ad").write_text("x")
+    with pytest.raises(InputError, match=r"input file of 'adt' not found"):
+        InputFiles.check(h5ad={"rna": tmp_path / "r.h5ad", "adt": tmp_path / "a.h5ad"})
+    with pytest.raises(InputError, match="must end with .h5mu"):
+        OutputFiles.check(tmp_path / "out.h5ad")
+    outputs = OutputFiles.check(tmp_path / "sub" / "out.h5mu")
+    assert outputs.summary == tmp_path / "sub" / "out.json" and outputs.model is None
+    assert not (tmp_path / "sub").exists()  # folders only when the run starts
+    outputs.make_folders()
+    assert (tmp_path / "sub").is_dir()
