@@ -9,10 +9,11 @@ from mudata import MuData
 from scipy import sparse
 from sklearn.cross_decomposition import CCA
 
+from scmosaic._keys import CCA_UNS_KEY
 from scmosaic.metrics import anchor_precision
 from scmosaic.model._losses import mutual_nearest_neighbors
-from scmosaic.pp import cca_links, diagonal_cca
-from scmosaic.pp._cca import UNS_KEY, fit_cca, mutual_nearest_pairs
+from scmosaic.pp import cca_links, diagonal_cca, mutual_nearest_pairs
+from scmosaic.pp._cca_algebra import fit_cca
 
 SMALL = {"n_pcs": 10, "n_components": 5}
 
@@ -92,7 +93,7 @@ def _assert_only_cca_added(before: dict, mdata: MuData, key: str = "X_cca") -> N
         assert set(adata.obsm) == set(old["obsm"]) | {key}
         for k, v in old["obsm"].items():
             np.testing.assert_array_equal(np.asarray(adata.obsm[k]), v)
-        assert set(adata.uns) == old["uns"] | {UNS_KEY}
+        assert set(adata.uns) == old["uns"] | {CCA_UNS_KEY}
         assert set(adata.layers) == old["layers"] and set(adata.obsp) == old["obsp"]
 
 
@@ -211,7 +212,7 @@ def test_cca_links_recovers_pivots_from_weak_links():
         assert scores.shape == (n, 5) and scores.to_numpy().dtype == np.float32
         assert list(scores.index) == list(mdata[mod].obs_names)
         np.testing.assert_allclose(scores.to_numpy().std(0, ddof=1), 1, atol=1e-4)
-        assert mdata[mod].uns[UNS_KEY] == summary
+        assert mdata[mod].uns[CCA_UNS_KEY] == summary
     assert summary["linked_keys"] == ["linked_adt", "linked_rna"]
     assert len(summary["n_pivots"]) == 4 and summary["n_pcs"] == [10, 10]
     assert len(summary["correlations"]) == 5 and np.all(np.diff(summary["correlations"]) <= 0)
@@ -271,7 +272,7 @@ def test_cca_links_errors():
     mdata["adt"].obsm["linked_rna"] = mdata["adt"].obsm["linked_rna"][:, :2]
     with pytest.raises(ValueError, match="same number of columns"):
         cca_links(mdata)
-    assert "X_cca" not in mdata["rna"].obsm and UNS_KEY not in mdata["rna"].uns
+    assert "X_cca" not in mdata["rna"].obsm and CCA_UNS_KEY not in mdata["rna"].uns
 
 
 # --------------------------------------------------------------------------------------

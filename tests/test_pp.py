@@ -7,7 +7,10 @@ from mudata import MuData
 from scipy import sparse
 
 import scmosaic
+from scmosaic._stats import feature_mean_std, zscore
 from scmosaic.pp import link_features, preprocess
+from scmosaic.pp._embedding import pca_embedding
+from scmosaic.pp._neighbors import averaging_operator
 
 
 def _cite(n=40, seed=0, n_extra_genes=0):
@@ -105,6 +108,45 @@ def test_smoothing_improves_anchor_precision():
         )
         precision[k] = anchor_precision(i.numpy(), j.numpy(), *labels)
     assert precision[15] > precision[0] + 0.05
+
+
+def test_link_features_smoothing_is_the_shared_knn_average():
+    """Smoothing = the kNN average over the shared PCA embedding of all counts (30 PCs)."""
+    mdata = _cite(n=300, n_extra_genes=40)
+    link_features(mdata, "adt", "rna", smooth_neighbors=0, clip=None)
+    keys = {"rna": "linked_adt", "adt": "linked_rna"}
+    unsmoothed = {m: mdata[m].obsm[k].to_numpy(np.float64) for m, k in keys.items()}
+    link_features(mdata, "adt", "rna", smooth_neighbors=10, clip=None)
+    for m, key in keys.items():
+        pcs = pca_embedding(sparse.csr_matrix(mdata[m].X), 30, clip=10.0)
+        # a row-stochastic average commutes with the per-column z-score
+        smoothed = averaging_operator(pcs, 10) @ unsmoothed[m]
+        expected = zscore(smoothed, *feature_mean_std(smoothed))
+        np.testing.assert_allclose(mdata[m].obsm[key].to_numpy(), expected, atol=1e-5)
+        assert not np.allclose(expected, unsmoothed[m], atol=0.1)
+
+
+def test_link_features_approximate_knn(monkeypatch):
+    import pynndescent
+
+    indexed, original = [], pynndescent.NNDescent
+
+    def spy(data, *args, **kwargs):
+        indexed.append(len(data))
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(pynndescent, "NNDescent", spy)
+    mdata = _cite(n=400, n_extra_genes=40)
+    link_features(mdata, "adt", "rna", smooth_neighbors=10)
+    exact = mdata["rna"].obsm["linked_adt"].to_numpy()
+    assert indexed == []
+    link_features(mdata, "adt", "rna", smooth_neighbors=10, knn_method="approximate")
+    assert indexed == [405, 400]  # adt then rna: the same search as cca_links
+    approximate = mdata["rna"].obsm["linked_adt"].to_numpy()
+    for j in range(exact.shape[1]):
+        assert np.corrcoef(exact[:, j], approximate[:, j])[0, 1] > 0.9
+    with pytest.raises(ValueError, match="knn_method"):
+        link_features(mdata, "adt", "rna", knn_method="fast")
 
 
 def test_preprocess_new_object_hvg_and_layers():

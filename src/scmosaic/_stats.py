@@ -29,7 +29,8 @@ def feature_mean_std(x, ddof: int = 1, chunk_size: int = 8192) -> tuple[np.ndarr
     The matrix is read ``chunk_size`` rows at a time (``x[start:stop]``), so a backed
     matrix (an :class:`h5py.Dataset` or anndata's backed sparse dataset, e.g. ``.X`` of an
     AnnData read with ``backed="r"``) is never loaded whole and a sparse one is never
-    densified (:func:`sklearn.utils.sparsefuncs.mean_variance_axis`). Chunks are merged
+    densified (:func:`sklearn.utils.sparsefuncs.mean_variance_axis`; an in-memory sparse
+    matrix that is not CSR is converted to CSR once). Chunks are merged
     with the pairwise update of Chan et al. (numerically stable, no sum of squares).
 
     Parameters
@@ -56,6 +57,8 @@ def feature_mean_std(x, ddof: int = 1, chunk_size: int = 8192) -> tuple[np.ndarr
     """
     if isinstance(x, pd.DataFrame):
         x = x.to_numpy()
+    elif sparse.issparse(x) and x.format != "csr":
+        x = sparse.csr_matrix(x)  # in memory already; CSR slices rows cheaply (COO cannot)
     n = x.shape[0]
     if n == 0:
         raise ValueError("Per-feature statistics need at least one row.")

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._preprocess import get_counts
+from .._keys import GENE_ACTIVITY_UNS_KEY
+from ._group_sums import group_sum_selector
+from ._inputs import get_matrix
 
 logger = logging.getLogger(__name__)
 
-UNS_KEY = "scmosaic_gene_activity"
 _PEAK_PATTERN = re.compile(r"^(.+?)[:_-](\d+)[_-](\d+)$")
 
 
@@ -76,6 +77,57 @@ def _explode_genes(table: pd.DataFrame, gene_key: str, distance_key: str | None)
     if distance_key is not None:
         out[distance_key] = pd.to_numeric(pd.Series(distance_col, dtype=object), errors="coerce")
     return out
+
+
+def _filtered_pairs(
+    table: pd.DataFrame,
+    gene_key: str,
+    distance_key: str,
+    peak_type_key: str,
+    peak_types: Sequence[str] | None,
+    max_distance: float | None,
+    multi_gene: str,
+) -> pd.DataFrame:
+    """One row per peak-gene pair, restricted to ``peak_types`` and ``max_distance``."""
+    needs_distance = max_distance is not None or multi_gene == "nearest"
+    if needs_distance and distance_key not in table.columns:
+        raise KeyError(
+            f"max_distance and multi_gene='nearest' need the distance column {distance_key!r}; "
+            f"the annotation has {list(table.columns)}."
+        )
+    if peak_types is not None and peak_type_key not in table.columns:
+        raise KeyError(
+            f"peak_types needs the column {peak_type_key!r}; the annotation has "
+            f"{list(table.columns)}."
+        )
+    has_distance = distance_key in table.columns
+    table = _explode_genes(table, gene_key, distance_key if has_distance else None)
+    if peak_types is not None:
+        table = table[table[peak_type_key].astype(str).isin([str(t) for t in peak_types])]
+    if max_distance is not None:
+        table = table[table[distance_key].abs() <= max_distance]
+    return table
+
+
+def _with_peak_index(
+    table: pd.DataFrame, var_names: pd.Index, peak_key: str
+) -> tuple[pd.DataFrame, int]:
+    """Pairs whose peak is in ``var_names``, with its position ``_peak_index``; the number
+    of distinct annotated peaks before the match."""
+    positions = {name: i for i, name in enumerate(var_names.astype(str))}
+    normalised = {}
+    for i, name in enumerate(var_names.astype(str)):
+        normalised.setdefault(_peak_key(name), i)
+    peaks = table[peak_key].astype(str)
+    index = [positions.get(p, normalised.get(_peak_key(p), -1)) for p in peaks]
+    table = table.assign(_peak_index=np.asarray(index, dtype=np.int64))
+    matched = table[table["_peak_index"] >= 0]
+    if matched.empty:
+        raise ValueError(
+            f"No annotated peak (after filtering) is in atac.var_names: e.g. annotation "
+            f"{list(peaks.unique()[:3])} vs data {list(var_names[:3])}."
+        )
+    return matched, int(peaks.nunique())
 
 
 def gene_activity(
@@ -160,40 +212,12 @@ def gene_activity(
     """
     if multi_gene not in ("all", "nearest"):
         raise ValueError(f"multi_gene must be 'all' or 'nearest', got {multi_gene!r}.")
-    counts = get_counts(atac, layer, "atac")
+    counts = get_matrix(atac, layer, "atac")
     table = _annotation_table(atac, annotation, gene_key, peak_key)
-    needs_distance = max_distance is not None or multi_gene == "nearest"
-    if needs_distance and distance_key not in table.columns:
-        raise KeyError(
-            f"max_distance and multi_gene='nearest' need the distance column {distance_key!r}; "
-            f"the annotation has {list(table.columns)}."
-        )
-    if peak_types is not None and peak_type_key not in table.columns:
-        raise KeyError(
-            f"peak_types needs the column {peak_type_key!r}; the annotation has "
-            f"{list(table.columns)}."
-        )
-    has_distance = distance_key in table.columns
-    table = _explode_genes(table, gene_key, distance_key if has_distance else None)
-    if peak_types is not None:
-        table = table[table[peak_type_key].astype(str).isin([str(t) for t in peak_types])]
-    if max_distance is not None:
-        table = table[table[distance_key].abs() <= max_distance]
-
-    positions = {name: i for i, name in enumerate(atac.var_names.astype(str))}
-    normalised = {}
-    for i, name in enumerate(atac.var_names.astype(str)):
-        normalised.setdefault(_peak_key(name), i)
-    peaks = table[peak_key].astype(str)
-    index = [positions.get(p, normalised.get(_peak_key(p), -1)) for p in peaks]
-    table = table.assign(_peak_index=np.asarray(index, dtype=np.int64))
-    n_annotated = int(peaks.nunique())
-    table = table[table["_peak_index"] >= 0]
-    if table.empty:
-        raise ValueError(
-            f"No annotated peak (after filtering) is in atac.var_names: e.g. annotation "
-            f"{list(peaks.unique()[:3])} vs data {list(atac.var_names[:3])}."
-        )
+    table = _filtered_pairs(
+        table, gene_key, distance_key, peak_type_key, peak_types, max_distance, multi_gene
+    )
+    table, n_annotated = _with_peak_index(table, atac.var_names, peak_key)
     if multi_gene == "nearest":
         distance = table[distance_key].abs()
         nearest = distance.groupby(table["_peak_index"]).transform("min")
@@ -202,9 +226,8 @@ def gene_activity(
 
     genes = pd.Index(pd.unique(table[gene_key].astype(str)), name=None)
     gene_index = genes.get_indexer(table[gene_key].astype(str))
-    selector = sparse.csr_matrix(
-        (np.ones(len(table), dtype=np.float32), (table["_peak_index"].to_numpy(), gene_index)),
-        shape=(atac.n_vars, len(genes)),
+    selector = group_sum_selector(
+        table["_peak_index"].to_numpy(), gene_index, atac.n_vars, len(genes), np.float32
     )
     if sparse.issparse(counts):
         x = sparse.csr_matrix(sparse.csr_matrix(counts, dtype=np.float32) @ selector)
@@ -220,7 +243,7 @@ def gene_activity(
         obs=atac.obs.copy(),
         var=pd.DataFrame({"n_peaks": n_peaks}, index=genes),
     )
-    out.uns[UNS_KEY] = {
+    out.uns[GENE_ACTIVITY_UNS_KEY] = {
         "layer": "X" if layer is None else layer,
         "max_distance": -1.0 if max_distance is None else float(max_distance),
         "peak_types": [] if peak_types is None else [str(t) for t in peak_types],

@@ -12,6 +12,10 @@ import scanpy as sc
 from mudata import MuData
 from scipy import sparse
 
+from .._checks import get_modality
+from .._keys import COUNTS_LAYER, PREPROCESS_UNS_KEY
+from ._inputs import get_matrix
+
 logger = logging.getLogger(__name__)
 
 Kind = Literal["rna", "adt", "atac"]
@@ -31,22 +35,6 @@ def infer_kind(modality: str) -> str:
             f"kinds={{{modality!r}: 'rna' | 'adt' | 'atac'}}."
         )
     return kind
-
-
-def get_counts(adata: ad.AnnData, counts_layer: str | None, modality: str):
-    """Raw counts of a modality, checked to be non-negative."""
-    if counts_layer is not None and counts_layer not in adata.layers:
-        raise KeyError(f"Layer {counts_layer!r} not found in modality {modality!r}.")
-    counts = adata.X if counts_layer is None else adata.layers[counts_layer]
-    values = counts.data if sparse.issparse(counts) else np.asarray(counts)
-    if not np.issubdtype(values.dtype, np.number):
-        raise TypeError(f"Counts of modality {modality!r} are not numeric ({values.dtype}).")
-    if values.size and (not np.isfinite(values).all() or values.min() < 0):
-        raise ValueError(
-            f"Counts of modality {modality!r} must be finite and non-negative; pass the raw "
-            "count layer as counts_layer."
-        )
-    return counts
 
 
 def preprocess(
@@ -99,13 +87,11 @@ def preprocess(
     kinds = dict(kinds or {})
     out = {}
     for m in modalities:
-        if m not in mdata.mod:
-            raise KeyError(f"Modality {m!r} is not in the MuData; it has {list(mdata.mod)}.")
-        src = mdata.mod[m]
+        src = get_modality(mdata, m)
         if src.n_obs == 0 or src.n_vars == 0:
             raise ValueError(f"Modality {m!r} is empty ({src.n_obs} x {src.n_vars}).")
         kind = kinds.get(m) or infer_kind(m)
-        counts = get_counts(src, counts_layer, m)
+        counts = get_matrix(src, counts_layer, m)
         counts = (
             counts.astype(np.float32)
             if sparse.issparse(counts)
@@ -117,16 +103,16 @@ def preprocess(
             var=src.var.copy(),
             obsm={k: v.copy() for k, v in src.obsm.items()},
         )
-        adata.layers["counts"] = counts.copy()
+        adata.layers[COUNTS_LAYER] = counts.copy()
         if kind in ("rna", "atac") and n_top_genes is not None and adata.n_vars > n_top_genes:
             sc.pp.highly_variable_genes(
-                adata, n_top_genes=n_top_genes, flavor="seurat_v3", layer="counts"
+                adata, n_top_genes=n_top_genes, flavor="seurat_v3", layer=COUNTS_LAYER
             )
             adata = adata[:, adata.var["highly_variable"].to_numpy()].copy()
         sc.pp.normalize_total(adata, target_sum=target_sum)
         sc.pp.log1p(adata)
         adata.uns.pop("log1p", None)
-        adata.uns["scmosaic_preprocess"] = {
+        adata.uns[PREPROCESS_UNS_KEY] = {
             "kind": kind,
             "target_sum": "median" if target_sum is None else float(target_sum),
             "n_top_genes": -1 if n_top_genes is None else int(n_top_genes),

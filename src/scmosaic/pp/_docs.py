@@ -1,0 +1,42 @@
+"""Parameter descriptions shared by several :mod:`scmosaic.pp` functions, written once.
+
+A docstring names the parameter as usual and puts ``{key}`` alone on the description line;
+:func:`shared_docs` replaces it with the text below, indented like the placeholder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+_F = TypeVar("_F", bound=Callable)
+
+PARAMS = {
+    "mdata_pair": "The MuData, and the names ``(a, b)`` of the two modalities in it.",
+    "layer": (
+        "Layer to read in both modalities (default ``.X``): raw counts unless\n``normalized``."
+    ),
+    "normalized": (
+        "The matrix is already normalised (e.g. log-normalised): skip ``normalize_total``\n"
+        "and ``log1p``."
+    ),
+    "knn_method": (
+        'Nearest-neighbour search: ``"exact"`` (scikit-learn) or ``"approximate"``\n'
+        "(pynndescent, as scanpy uses; sets of at most 120 cells are searched exactly).\n"
+        ":func:`~scmosaic.pp.link_features` and :func:`~scmosaic.pp.cca_links` share it."
+    ),
+}
+
+_PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)\{(?P<key>\w+)\}[ \t]*$", re.MULTILINE)
+
+
+def shared_docs(func: _F) -> _F:
+    """Fill the ``{key}`` placeholders of ``func``'s docstring with :data:`PARAMS`."""
+
+    def fill(match: re.Match) -> str:
+        lines = PARAMS[match["key"]].splitlines()
+        return "\n".join(match["indent"] + line for line in lines)
+
+    func.__doc__ = _PLACEHOLDER.sub(fill, func.__doc__ or "")
+    return func
