@@ -161,6 +161,7 @@ def nndescent_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_approximate_neighbours_agree_with_exact(nndescent_calls):
     from scmosaic.pp._neighbors import knn_indices
 

@@ -278,14 +278,16 @@ def test_bundled_hao_with_packaged_table(tmp_path):
     assert md.read_h5mu(out)["adt"].obsm["X_scmodal"].shape[0] == 1200
 
 
+@pytest.mark.slow
 def test_quickstart_runs_the_readme_job(tmp_path):
-    """The README's first command, with few iterations: outputs written, metrics sane."""
+    """The README's first command, with few iterations: outputs written, integration begun."""
     out = tmp_path / "qs"
     code = main(["quickstart", "--out", str(out), "--max-steps", "30", "--threads", "1"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["iterations"] == 30
-    assert 0.0 <= metrics["foscttm_symmetric_euclidean"] <= 1.0
-    assert 0.0 <= metrics["label_transfer_mean"] <= 1.0
+    # Measured at 30 iterations (seed 0): 0.666 / 0.217; untrained codes score near chance.
+    assert metrics["label_transfer_mean"] >= 0.55
+    assert metrics["foscttm_symmetric_euclidean"] <= 0.30
     assert (out / "umap.png").stat().st_size > 0
     assert (out / "integrated.h5mu").exists()

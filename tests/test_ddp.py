@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 SCRIPT = Path(__file__).with_name("_ddp_train.py")
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_sync_weights_and_sample_independently(tmp_path):
     # cwd tmp_path: Lightning's logs land there; the tests folder is on the path for conftest
     env = os.environ | {

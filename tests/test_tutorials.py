@@ -13,6 +13,7 @@ SHARED_INPUTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_executes(path, monkeypatch, tmp_path):
     nbformat = pytest.importorskip("nbformat")

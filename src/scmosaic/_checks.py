@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -70,3 +72,40 @@ def as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
             f"`{name}` has {arr.shape[0]} entries but the matching embedding has {n} rows."
         )
     return arr
+
+
+def check_same_space(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    """Raise a ``ValueError`` naming both arrays unless they have equally many columns."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must live in the same space (same number of columns); "
+            f"got {name_a}.shape={a.shape} and {name_b}.shape={b.shape}."
+        )
+
+
+Stage = Literal["counts", "log-normalised", "other"]
+
+# log1p of counts normalised to 10,000 per cell stays below ~10; 20 leaves room for other
+# targets while real count matrices almost always hold larger values.
+LOG_SCALE_MAX = 20.0
+
+
+def data_stage(matrix, n_rows: int = 2000) -> Stage:
+    """What the values of a cells x features matrix look like, from its first ``n_rows`` rows.
+
+    ``"counts"``: non-negative integers (raw counts); ``"log-normalised"``: non-negative,
+    not all integers, at most :data:`LOG_SCALE_MAX` (e.g. ``log1p`` of normalised counts);
+    ``"other"``: anything else (scaled values with negatives, non-integer values above the
+    log range such as ambient-corrected counts, or no non-zero value). Reads one chunk, so it
+    is cheap on backed data too.
+    """
+    chunk = matrix[:n_rows]
+    values = chunk.data if sp.issparse(chunk) else np.asarray(chunk).ravel()
+    if not np.issubdtype(values.dtype, np.number):
+        return "other"
+    values = values[values != 0]
+    if values.size == 0 or not np.isfinite(values).all() or values.min() < 0:
+        return "other"
+    if np.array_equal(values, np.round(values)):
+        return "counts"
+    return "log-normalised" if values.max() <= LOG_SCALE_MAX else "other"

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._checks import as_finite_matrix
+from .._checks import as_finite_matrix, check_same_space
 
 __all__ = ["foscttm", "foscttm_maxfuse", "foscttm_per_cell"]
 
@@ -65,11 +65,7 @@ def _validate_pair(
             f"true partner of row i of y); got x.shape={xa.shape} and "
             f"y.shape={ya.shape}."
         )
-    if xa.shape[1] != ya.shape[1]:
-        raise ValueError(
-            "`x` and `y` must live in the same space (same number of columns); "
-            f"got x.shape={xa.shape} and y.shape={ya.shape}."
-        )
+    check_same_space(xa, ya, "x", "y")
     if xa.shape[0] == 0:
         raise ValueError("`x` and `y` must contain at least one cell.")
     if n_dims is not None:

@@ -7,7 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import f1_score
 
-from .._checks import as_finite_matrix, as_labels, check_positive_int
+from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
 from ..tl import knn_transfer
 
 __all__ = ["anchor_precision", "label_transfer_accuracy"]
@@ -76,11 +76,7 @@ def label_transfer_accuracy(
     b = as_finite_matrix(emb_b, "emb_b")
     la = as_labels(labels_a, "labels_a", a.shape[0])
     lb = as_labels(labels_b, "labels_b", b.shape[0])
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            "`emb_a` and `emb_b` must have the same number of columns; got "
-            f"emb_a.shape={a.shape} and emb_b.shape={b.shape}."
-        )
+    check_same_space(a, b, "emb_a", "emb_b")
 
     def _direction(
         ref: np.ndarray, ref_lab: np.ndarray, qry: np.ndarray, qry_lab: np.ndarray

@@ -7,7 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.neighbors import NearestNeighbors
 
-from .._checks import as_finite_matrix, as_labels, check_positive_int
+from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
 
 
 def knn_transfer(
@@ -67,11 +67,7 @@ def knn_transfer(
     ref = as_finite_matrix(ref_emb, "ref_emb")
     query = as_finite_matrix(query_emb, "query_emb")
     labels = as_labels(ref_labels, "ref_labels", ref.shape[0])
-    if ref.shape[1] != query.shape[1]:
-        raise ValueError(
-            "`ref_emb` and `query_emb` must have the same number of columns; got "
-            f"ref_emb.shape={ref.shape} and query_emb.shape={query.shape}."
-        )
+    check_same_space(ref, query, "ref_emb", "query_emb")
     keep = ~pd.isna(labels)
     ref, labels = ref[keep], labels[keep]
     if k > ref.shape[0]:
