@@ -178,8 +178,9 @@ def test_default_train_uses_data_size_rule(unpaired):
     assert model.n_iterations_trained_ == 1000  # 625 passes of 90 cells are < 1,000 iterations
 
 
-def test_training_output_has_no_lightning_noise(unpaired, recwarn):
-    """Lightning's product tips and its optimiser-step count are not shown to users."""
+def test_training_output_has_no_lightning_noise(unpaired, recwarn, caplog):
+    """Lightning's product tips, its optimiser-step count and its device banner are not shown
+    to users; scmosaic logs one line with the iterations and the device instead."""
     import logging
 
     from lightning_utilities.core import rank_zero
@@ -189,13 +190,17 @@ def test_training_output_has_no_lightning_noise(unpaired, recwarn):
     handler.emit = records.append
     rank_zero.log.addHandler(handler)  # the logger Lightning emits through, as in the model
     try:
-        _trained(unpaired, steps=3)
+        with caplog.at_level(logging.INFO, logger="scmosaic"):
+            model = _trained(unpaired, steps=3)
+            model.get_latent_representation()  # leaves the module in eval mode
+            model.train(max_steps=2, **TRAIN)
     finally:
         rank_zero.log.removeHandler(handler)
-    messages = [r.getMessage() for r in records]
-    assert not [m for m in messages if "Tip" in m or "max_steps=" in m], messages
-    assert any("GPU available" in m for m in messages)  # device information stays
+    shown = [r.getMessage() for r in records if all(f(r) for f in rank_zero.log.filters)]
+    assert not [m for m in shown if "Tip" in m or "max_steps=" in m or "available:" in m], shown
+    assert "Training SCMODAL for 3 iterations on 1 cpu device(s)." in caplog.messages
     assert not [w for w in recwarn if "LeafSpec" in str(w.message)]
+    assert not [w for w in recwarn if "eval mode" in str(w.message)]
 
 
 def test_model_saved_by_version_0_1_loads_with_unchanged_latents():

@@ -142,3 +142,14 @@ def test_user_data_unchanged_by_setup_and_training():
         np.testing.assert_array_equal(mdata.mod[m].X.toarray(), x)
         pd.testing.assert_frame_equal(mdata.mod[m].obs, obs)
         assert set(mdata.mod[m].obsm) == set(obsm)
+
+
+def test_raw_counts_registered_warns_with_the_fix(unpaired):
+    unpaired.mod["rna"].X = unpaired.mod["rna"].X.ceil()  # integers: raw counts
+    with pytest.warns(UserWarning, match=r"'rna' .X holds .*raw counts.*scmosaic.pp.preprocess"):
+        _setup(unpaired)
+
+
+def test_log_normalised_data_register_quietly(unpaired, recwarn):
+    _setup(unpaired)
+    assert not [w for w in recwarn if "raw counts" in str(w.message)]

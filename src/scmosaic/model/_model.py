@@ -44,10 +44,24 @@ def _n_devices(devices) -> int:
     return 1  # "auto" / "-1": decided by Lightning
 
 
+_LIGHTNING_NOISE = (
+    "💡 Tip",
+    # N counts optimiser steps, not the iterations the user asked for: it reads as wrong.
+    "`Trainer.fit` stopped: `max_steps=",
+    # The device banner, on every train(): scmosaic logs one line with the device instead.
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+)
+
+
 def _drop_advertisements(record: logging.LogRecord) -> bool:
-    # Also Lightning's "stopped: `max_steps=N`" notice: N counts optimiser steps, not the
-    # iterations the user asked for, so it reads as a wrong number.
-    return not str(record.msg).startswith(("💡 Tip", "`Trainer.fit` stopped: `max_steps="))
+    return not str(record.msg).startswith(_LIGHTNING_NOISE)
+
+
+def _drop_column_name_notice(record: logging.LogRecord) -> bool:
+    # scvi-tools names the columns of unnamed .obsm arrays; nothing for a user to act on.
+    return not str(record.msg).startswith("Generating sequential column names")
 
 
 def _trains_on_cpu(accelerator: str) -> bool:
@@ -324,7 +338,12 @@ class SCMODAL(BaseModelClass):
             setup_method_args=setup_method_args,
             validation_checks=AnnDataManagerValidationCheck(check_fully_paired_mudata=False),
         )
-        adata_manager.register_fields(mdata, **kwargs)
+        scvi_logger = logging.getLogger("scvi")
+        scvi_logger.addFilter(_drop_column_name_notice)
+        try:
+            adata_manager.register_fields(mdata, **kwargs)
+        finally:
+            scvi_logger.removeFilter(_drop_column_name_notice)
         cls.register_manager(adata_manager)
 
     @classmethod
@@ -503,6 +522,8 @@ class SCMODAL(BaseModelClass):
         _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
         if deterministic is None:
             deterministic = _trains_on_cpu(accelerator)
+        # Inference leaves the module in eval mode; Lightning would warn about it.
+        self.module.train()
         with _quiet_lightning(), _deterministic(deterministic):
             runner = TrainRunner(
                 self,
@@ -514,6 +535,14 @@ class SCMODAL(BaseModelClass):
                 accelerator=accelerator,
                 devices=devices,
                 **trainer_kwargs,
+            )
+            trainer = runner.trainer
+            device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+            logger.info(
+                "Training SCMODAL for %d iterations on %d %s device(s).",
+                n_iter,
+                trainer.num_devices,
+                device,
             )
             runner()
         self.n_iterations_trained_ += plan.n_iterations

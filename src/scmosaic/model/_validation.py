@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from mudata import MuData
 from scipy import sparse
 
-from .._checks import get_modality
+from .._checks import data_stage, get_modality
 from ._layout import DataLayout, Link
 
 
@@ -80,8 +82,17 @@ def _check_modality(mdata: MuData, m: str, layer: str | None) -> None:
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"Layer {layer!r} not found in modality {m!r}; it has {list(adata.layers)}.")
     what = f"Modality {m!r} " + (".X" if layer is None else f"layer {layer!r}")
-    if not _check_values(adata.X if layer is None else adata.layers[layer], what):
+    values = adata.X if layer is None else adata.layers[layer]
+    if not _check_values(values, what):
         raise ValueError(f"{what} is all zero: there is nothing to integrate.")
+    if data_stage(values) == "counts":
+        warnings.warn(
+            f"{what} holds non-negative integers, i.e. raw counts, but SCMODAL expects "
+            "log-normalised values: run `mdata = scmosaic.pp.preprocess(mdata)` first, or "
+            f"register a log-normalised layer with layers={{{m!r}: '<layer>'}}.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _check_link(mdata: MuData, link: Link) -> None:
