@@ -114,7 +114,7 @@ nitpicky = True
 _THIRD_PARTY = (
     "anndata", "mudata", "scanpy", "scvi", "torch", "lightning", "numpy", "np", "pandas",
     "pd", "scipy", "sklearn", "collections", "os", "pathlib", "typing", "numbers",
-    "matplotlib",
+    "matplotlib", "pynndescent", "dataclasses",
 )  # fmt: skip
 nitpick_ignore_regex = [
     # Type-hint aliases and names that no inventory documents.
@@ -126,6 +126,8 @@ nitpick_ignore_regex = [
         r"(MuData|AnnData|DataFrame|Tensor|ndarray|LightningDataModule|"
         r"DataLoader|AnnDataManager|LossOutput|PathLike|TableLike|Module|Sequential)",
     ),
+    # `tuple[str, ...]` in annotations.
+    ("py:data", r"Ellipsis"),
     # Private module paths that autodoc-typehints emits and no inventory lists.
     ("py:class", r"(mudata|anndata|scvi|lightning|torch)\..*\._.*"),
 ]

@@ -46,7 +46,7 @@ def label_transfer_accuracy(
         labels (``NaN`` / ``None``) are excluded from the reference when
         predicting and from the scored query cells.
     k
-        Number of neighbours for :func:`knn_transfer`.
+        Number of neighbours for :func:`scmosaic.tl.knn_transfer`.
     chunk_size
         Number of query cells searched at a time.
 

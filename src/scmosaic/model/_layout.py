@@ -79,13 +79,9 @@ def parse_links(links: Sequence[Sequence[str]], modalities: Sequence[str]) -> tu
 class MosaicBatch:
     """One training minibatch, with named fields instead of registry keys.
 
-    Attributes
-    ----------
-    x
-        Registered (unscaled) features of the sampled cells, per modality.
-    linked
-        Linked features ``(P_a, P_b)`` of the sampled cells of both sides, per link, in
-        link order.
+    ``x`` holds the registered (unscaled) features of the sampled cells, per modality;
+    ``linked`` the linked features ``(P_a, P_b)`` of the sampled cells of both sides, per
+    link, in link order.
     """
 
     x: dict[str, torch.Tensor]

@@ -170,7 +170,7 @@ class SCMODAL(BaseModelClass):
     preset
         ``"default"`` (scmosaic's recommended settings) or ``"reference"`` (the published
         scMODAL defaults, exactly). Every argument below left at ``None`` takes the
-        preset's value (given in brackets; :data:`scmosaic.model.PRESETS`).
+        preset's value (given in brackets; ``scmosaic.model.PRESETS``).
     n_latent
         Dimension of the joint latent space ({n_latent}).
     n_hidden

@@ -55,7 +55,7 @@ class SCMODALModule(BaseModuleClass):
     Training follows scvi-tools' contract: :meth:`inference` encodes a :class:`MosaicBatch`,
     :meth:`generative` decodes the codes and :meth:`loss` returns the encoder/decoder loss;
     :meth:`discriminator_loss` is the adversary's side. Defaults of every setting live in
-    :mod:`scmosaic.model._presets`; the module takes them all explicitly.
+    ``scmosaic.model.PRESETS``; the module takes them all explicitly.
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ from ._preprocess import preprocess
 
 @dataclass(frozen=True)
 class Integrated:
-    """The result of :func:`integrate`.
+    """The result of :func:`scmosaic.workflow.integrate`.
 
     Parameters
     ----------

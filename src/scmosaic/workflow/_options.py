@@ -105,7 +105,7 @@ class WorkflowOptions:
     max_steps
         Training iterations (``None``: the preset's).
     preset
-        Model preset (:data:`scmosaic.model.PRESETS`).
+        Model preset (``scmosaic.model.PRESETS``).
     seed
         Seed of weights, minibatch sampling, CCA and (quick start) the pairing shuffle.
     threads
