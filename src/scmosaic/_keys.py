@@ -46,3 +46,12 @@ def features_registry_key(modality: str) -> str:
 def link_registry_key(link_index: int, modality: str) -> str:
     """Registry key of one side (``modality``) of link number ``link_index``."""
     return f"link{link_index}_{modality}"
+
+
+def batch_registry_key(modality: str) -> str:
+    """Registry key of a modality's batch codes (``setup_mudata(batch_key=...)``)."""
+    return f"batch_{modality}"
+
+
+JOINT_LATENT_OBSM_KEY = LATENT_OBSM_KEY
+"""``mdata.obsm`` key of the joint code per cell (``get_joint_representation(write_obsm=True)``)."""

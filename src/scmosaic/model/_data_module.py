@@ -18,7 +18,7 @@ from torch.utils.data import (
     Subset,
 )
 
-from ._layout import DataLayout, MosaicBatch
+from ._layout import DataLayout, MosaicBatch, pairs_key
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,25 @@ def resident_nbytes(arrays: dict[str, object]) -> int:
     return total
 
 
+class PairedDataset(Dataset):
+    """The cells two modalities share: item ``i`` is row ``rows_a[i]`` of ``dataset_a`` and
+    row ``rows_b[i]`` of ``dataset_b``, indexed with lists as the modality datasets are."""
+
+    def __init__(self, dataset_a, dataset_b, rows_a: np.ndarray, rows_b: np.ndarray):
+        self.dataset_a, self.dataset_b = dataset_a, dataset_b
+        self.rows_a, self.rows_b = np.asarray(rows_a), np.asarray(rows_b)
+
+    def __len__(self) -> int:
+        return len(self.rows_a)
+
+    def __getitem__(self, items) -> dict[str, dict]:
+        items = np.asarray(items)
+        return {
+            "a": self.dataset_a[self.rows_a[items].tolist()],
+            "b": self.dataset_b[self.rows_b[items].tolist()],
+        }
+
+
 class UnpairedDataModule(LightningDataModule):
     """One loader per modality, each sampling its own cells with replacement.
 
@@ -165,6 +184,13 @@ class UnpairedDataModule(LightningDataModule):
         an accelerator (not the CPU), for in-memory data whose tensors take at most half of
         the device's free memory; otherwise minibatches are sliced from host memory (sparse
         stays sparse) and copied. The minibatches drawn are the same either way.
+    pairs
+        ``{link index: (rows_a, rows_b)}``: rows of the cells measured in both modalities of
+        a link (row ``rows_a[i]`` of ``mod_a`` is row ``rows_b[i]`` of ``mod_b``). Each
+        iteration also draws ``pair_batch_size`` of them, together, from their own sampler;
+        links without pairs draw none, so an unpaired layout samples as before.
+    pair_batch_size
+        Paired cells drawn per link per iteration (at most the number of pairs).
     """
 
     def __init__(
@@ -175,8 +201,12 @@ class UnpairedDataModule(LightningDataModule):
         iterations_per_epoch: int = 100,
         seed: int = 0,
         data_on_device: bool | None = None,
+        pairs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+        pair_batch_size: int | None = None,
     ):
         super().__init__()
+        self.pairs = {i: rows for i, rows in (pairs or {}).items() if len(rows[0])}
+        self.pair_batch_size = batch_size if pair_batch_size is None else pair_batch_size
         self.adata_manager = adata_manager
         self.layout = layout
         self.batch_size = batch_size
@@ -241,16 +271,29 @@ class UnpairedDataModule(LightningDataModule):
                 dataset = ResidentDataset(*self._arrays(dataset), self.resident_device)
                 self._resident.append(dataset)
             generator = torch.Generator().manual_seed(self.seed + 7919 * i + 104729 * rank)
-            sampler = RandomSampler(
-                dataset,
-                replacement=True,
-                num_samples=self.batch_size * self.iterations_per_epoch,
-                generator=generator,
+            datasets[modality] = dataset
+            loaders[modality] = self._loader(dataset, self.batch_size, generator)
+        for link_index, (rows_a, rows_b) in self.pairs.items():
+            link = self.layout.links[link_index]
+            paired = PairedDataset(datasets[link.mod_a], datasets[link.mod_b], rows_a, rows_b)
+            seed = self.seed + 15485863 * (link_index + 1) + 104729 * rank
+            size = min(self.pair_batch_size, len(paired))
+            loaders[pairs_key(link_index)] = self._loader(
+                paired, size, torch.Generator().manual_seed(seed)
             )
-            batches = BatchSampler(sampler, self.batch_size, drop_last=True)
-            # batch_size=None: the sampler yields whole index lists, no extra dimension.
-            loaders[modality] = DataLoader(dataset, sampler=batches, batch_size=None)
         return loaders
+
+    def _loader(self, dataset, batch_size: int, generator: torch.Generator) -> DataLoader:
+        """``iterations_per_epoch`` minibatches of ``batch_size`` rows drawn with replacement."""
+        sampler = RandomSampler(
+            dataset,
+            replacement=True,
+            num_samples=batch_size * self.iterations_per_epoch,
+            generator=generator,
+        )
+        batches = BatchSampler(sampler, batch_size, drop_last=True)
+        # batch_size=None: the sampler yields whole index lists, no extra dimension.
+        return DataLoader(dataset, sampler=batches, batch_size=None)
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> MosaicBatch:
         # Lightning moves the dataclass's tensors to the device after this hook.

@@ -9,11 +9,16 @@ plan and the module work with named fields and never assemble key strings.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from .._keys import features_registry_key, link_registry_key, linked_obsm_key
+from .._keys import (
+    batch_registry_key,
+    features_registry_key,
+    link_registry_key,
+    linked_obsm_key,
+)
 
 
 @dataclass(frozen=True)
@@ -76,16 +81,32 @@ def parse_links(links: Sequence[Sequence[str]], modalities: Sequence[str]) -> tu
 
 
 @dataclass
+class PairedCells:
+    """Cells measured in both modalities of a link, drawn together: row ``i`` of ``x_a``
+    and row ``i`` of ``x_b`` are the same cell. ``batch_a`` / ``batch_b`` are their global
+    batch indices (``None`` without a batch key)."""
+
+    x_a: torch.Tensor
+    x_b: torch.Tensor
+    batch_a: torch.Tensor | None = None
+    batch_b: torch.Tensor | None = None
+
+
+@dataclass
 class MosaicBatch:
     """One training minibatch, with named fields instead of registry keys.
 
     ``x`` holds the registered (unscaled) features of the sampled cells, per modality;
     ``linked`` the linked features ``(P_a, P_b)`` of the sampled cells of both sides, per
-    link, in link order.
+    link, in link order; ``batch`` each sampled cell's global batch index per modality
+    (``None`` without a batch key); ``pairs`` the paired cells drawn for each link (``None``
+    for a link without pairs, or when pairs are not used).
     """
 
     x: dict[str, torch.Tensor]
     linked: list[tuple[torch.Tensor, torch.Tensor]]
+    batch: dict[str, torch.Tensor] | None = None
+    pairs: list[PairedCells | None] = field(default_factory=list)
 
     @property
     def n_obs(self) -> int:
@@ -93,29 +114,90 @@ class MosaicBatch:
         return sum(v.shape[0] for v in self.x.values())
 
 
+def pairs_key(link_index: int) -> str:
+    """Name of the paired-cell loader of a link in the combined loader's batch."""
+    return f"pairs{link_index}"
+
+
 @dataclass(frozen=True)
 class DataLayout:
-    """The registered modalities and links, and the registry keys each modality loads."""
+    """The registered modalities, links and batches, and the registry keys each modality loads.
+
+    ``batches`` holds, per modality, its batch categories in the order of its registry codes
+    (empty without a batch key); the global batch index of a cell is the position of its
+    category in :attr:`batch_categories`, the ordered union over modalities.
+    """
 
     modalities: tuple[str, ...]
     links: tuple[Link, ...]
+    batch_key: str | None = None
+    batches: tuple[tuple[str, ...], ...] = ()
 
     @classmethod
-    def from_setup(cls, modalities: Sequence[str], links: Sequence[Sequence[str]]) -> DataLayout:
-        """Parse the ``modalities`` and ``links`` arguments of ``setup_mudata``."""
-        return cls(tuple(modalities), parse_links(links, modalities))
+    def from_setup(
+        cls,
+        modalities: Sequence[str],
+        links: Sequence[Sequence[str]],
+        batch_key: str | None = None,
+        batches: Mapping[str, Sequence[str]] | None = None,
+    ) -> DataLayout:
+        """Parse the arguments of ``setup_mudata`` (``batches``: categories per modality)."""
+        per_modality = tuple(tuple(str(c) for c in (batches or {}).get(m, ())) for m in modalities)
+        return cls(tuple(modalities), parse_links(links, modalities), batch_key, per_modality)
+
+    @property
+    def batch_categories(self) -> tuple[str, ...]:
+        """Every batch of every modality, in order of first appearance."""
+        return tuple(dict.fromkeys(c for cats in self.batches for c in cats))
+
+    def modality_batches(self, modality: str) -> list[int]:
+        """Global indices of the batches of ``modality``, in its registry-code order."""
+        if not self.batch_key:
+            return []
+        position = {c: i for i, c in enumerate(self.batch_categories)}
+        return [position[c] for c in self.batches[self.modalities.index(modality)]]
 
     def registry_keys(self, modality: str) -> list[str]:
-        """Registry keys of ``modality``: its features, then its side of each of its links."""
+        """Registry keys of ``modality``: features, its side of each link, then its batch."""
         keys = [features_registry_key(modality)]
         for link in self.links:
             keys += [registry for mod, _, registry in link.sides if mod == modality]
+        if self.batch_key:
+            keys.append(batch_registry_key(modality))
         return keys
 
-    def structure(self, tensors: Mapping[str, Mapping[str, torch.Tensor]]) -> MosaicBatch:
-        """The :class:`MosaicBatch` of the loaders' ``{modality: {registry_key: tensor}}``."""
+    def _global_batch(self, modality: str, tensors: Mapping[str, torch.Tensor]):
+        if not self.batch_key:
+            return None
+        codes = tensors[batch_registry_key(modality)].reshape(-1).long()
+        to_global = torch.as_tensor(self.modality_batches(modality), device=codes.device)
+        return to_global[codes]
+
+    def structure(self, tensors: Mapping[str, Mapping]) -> MosaicBatch:
+        """The :class:`MosaicBatch` of the loaders' ``{modality: {registry_key: tensor}}``.
+
+        Paired-cell loaders appear as ``{pairs_key(i): {"a": tensors, "b": tensors}}``.
+        """
         x = {m: tensors[m][features_registry_key(m)] for m in self.modalities}
         linked = [
             tuple(tensors[mod][registry] for mod, _, registry in link.sides) for link in self.links
         ]
-        return MosaicBatch(x=x, linked=linked)
+        batch = None
+        if self.batch_key:
+            batch = {m: self._global_batch(m, tensors[m]) for m in self.modalities}
+        pairs = []
+        for link in self.links:
+            drawn = tensors.get(pairs_key(link.index))
+            if drawn is None:
+                pairs.append(None)
+                continue
+            a, b = drawn["a"], drawn["b"]
+            pairs.append(
+                PairedCells(
+                    a[features_registry_key(link.mod_a)],
+                    b[features_registry_key(link.mod_b)],
+                    self._global_batch(link.mod_a, a),
+                    self._global_batch(link.mod_b, b),
+                )
+            )
+        return MosaicBatch(x=x, linked=linked, batch=batch, pairs=pairs)

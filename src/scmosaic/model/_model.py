@@ -16,12 +16,12 @@ import torch
 from mudata import MuData
 from scvi.data import AnnDataManager
 from scvi.data._manager import AnnDataManagerValidationCheck
-from scvi.data.fields import MuDataLayerField, MuDataObsmField
+from scvi.data.fields import MuDataCategoricalObsField, MuDataLayerField, MuDataObsmField
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from .._checks import get_modality
-from .._keys import LATENT_OBSM_KEY, features_registry_key
+from .._keys import LATENT_OBSM_KEY, batch_registry_key, features_registry_key
 from .._stats import feature_mean_std
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
@@ -121,6 +121,33 @@ def _merge_kwargs(name: str, kwargs: dict | None, **explicit) -> dict:
     return merged
 
 
+def _registry_fields(layout: DataLayout, layers: dict) -> list:
+    """scvi-tools fields of every registry key of ``layout``."""
+    fields = [
+        MuDataLayerField(
+            features_registry_key(m),
+            layers.get(m),
+            mod_key=m,
+            is_count_data=False,
+            mod_required=True,
+        )
+        for m in layout.modalities
+    ]
+    fields += [
+        MuDataObsmField(registry, key, mod_key=mod, mod_required=True)
+        for link in layout.links
+        for mod, key, registry in link.sides
+    ]
+    if layout.batch_key:
+        fields += [
+            MuDataCategoricalObsField(
+                batch_registry_key(m), layout.batch_key, mod_key=m, mod_required=True
+            )
+            for m in layout.modalities
+        ]
+    return fields
+
+
 def _check_registered(mdata) -> None:
     if not isinstance(mdata, MuData):
         raise TypeError(f"SCMODAL needs a MuData, got {type(mdata).__name__}.")
@@ -196,6 +223,18 @@ class SCMODAL(BaseModelClass):
         Anchors are mutual nearest neighbours of ``cos(P_a, P_b) + w * cos(z_a, z_b)``:
         with ``w > 0`` the current latent codes (all features) help choose anchors; 0 uses
         linked features only ({latent_anchor_weight}).
+    lambda_batch
+        Weight of the batch term: with ``setup_mudata(batch_key=...)``, encoders and decoders
+        read each cell's batch and, in each modality with two batches or more, a batch
+        discriminator is trained while the codes are pushed to tell it nothing of the batch
+        ({lambda_batch}).
+    lambda_pair
+        Weight of the pair term: cells measured in two linked modalities (the same
+        ``obs_name`` in both) get equal codes and each modality is decoded from the other's
+        code ({lambda_pair}).
+    use_pairs
+        Use the paired cells of the MuData (``False``: treat every modality's cells as
+        unpaired, as scmosaic 0.1 did).
     seed
         Seed of the weight initialisation and of minibatch sampling.
 
@@ -232,6 +271,9 @@ class SCMODAL(BaseModelClass):
         clip: float | None = None,
         init_std: float | None = None,
         latent_anchor_weight: float | None = None,
+        lambda_batch: float | None = None,
+        lambda_pair: float | None = None,
+        use_pairs: bool = True,
         seed: int = 0,
     ):
         _check_registered(mdata)
@@ -253,12 +295,20 @@ class SCMODAL(BaseModelClass):
             clip=clip,
             init_std=init_std,
             latent_anchor_weight=latent_anchor_weight,
+            lambda_batch=lambda_batch,
+            lambda_pair=lambda_pair,
         )
+        if not isinstance(use_pairs, bool):
+            raise TypeError(f"use_pairs must be True or False, got {use_pairs!r}.")
+        self.use_pairs = use_pairs
+        layout = self.layout
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = self._module_cls(
                 feature_statistics=self._feature_statistics(),
-                links=[(link.mod_a, link.mod_b) for link in self.links],
+                links=[(link.mod_a, link.mod_b) for link in layout.links],
+                n_batches=len(layout.batch_categories) if layout.batch_key else 0,
+                modality_batches={m: layout.modality_batches(m) for m in layout.modalities},
                 **module_kwargs,
             )
         self._model_summary_string = (
@@ -280,20 +330,23 @@ class SCMODAL(BaseModelClass):
         modalities: Sequence[str],
         links: Sequence[Sequence[str]],
         layers: dict[str, str | None] | None = None,
+        batch_key: str | None = None,
         **kwargs,
     ) -> None:
-        """Register the modalities and linked features of ``mdata``.
+        """Register the modalities, linked features and batches of ``mdata``.
 
         Nothing in ``mdata`` is changed, except that scvi-tools records the registration in
-        ``mdata.uns["_scvi_uuid"]`` / ``["_scvi_manager_uuid"]`` and may store a registered
-        matrix as C-contiguous or CSR (values unchanged).
+        ``mdata.uns["_scvi_uuid"]`` / ``["_scvi_manager_uuid"]``, may store a registered
+        matrix as C-contiguous or CSR (values unchanged) and, with ``batch_key``, writes the
+        batch codes to ``mdata.mod[m].obs["_scvi_<batch_key>"]``.
 
         Parameters
         ----------
         mdata
             MuData with one AnnData per modality. The modalities' cells may be different
-            (unpaired), identical (paired) or partly shared: each modality is sampled on its
-            own and pairing is never used.
+            (unpaired), identical (paired) or partly shared: a cell whose ``obs_name`` is in
+            two linked modalities is the same cell (MuData's convention), and the model uses
+            such pairs unless ``SCMODAL(use_pairs=False)``.
         modalities
             Names of the modalities to integrate (at least two), e.g. ``["rna", "adt"]``.
         links
@@ -305,6 +358,12 @@ class SCMODAL(BaseModelClass):
         layers
             Layer holding each modality's log-normalised features (``None`` or missing:
             ``.X``), e.g. as produced by :func:`scmosaic.pp.preprocess`.
+        batch_key
+            Column of every modality's ``.obs`` naming each cell's batch (donor, sample,
+            run). Labels are categories (numbers are read as labels); a batch may exist in
+            one modality or several. A column only in ``mdata.obs`` must first be copied to
+            the modalities (``mdata.pull_obs([batch_key])``). Missing labels and batches of
+            one cell are refused.
         **kwargs
             Passed to :meth:`~scvi.data.AnnDataManager.register_fields`.
 
@@ -315,24 +374,10 @@ class SCMODAL(BaseModelClass):
         ... )
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        layout = DataLayout.from_setup(modalities, links)
+        layout = DataLayout.from_setup(modalities, links, batch_key)
         layers = dict(layers or {})
         validate_setup(mdata, layout, layers)
-        fields = [
-            MuDataLayerField(
-                features_registry_key(m),
-                layers.get(m),
-                mod_key=m,
-                is_count_data=False,
-                mod_required=True,
-            )
-            for m in layout.modalities
-        ]
-        fields += [
-            MuDataObsmField(registry, key, mod_key=mod, mod_required=True)
-            for link in layout.links
-            for mod, key, registry in link.sides
-        ]
+        fields = _registry_fields(layout, layers)
         adata_manager = AnnDataManager(
             fields=fields,
             setup_method_args=setup_method_args,
@@ -389,8 +434,16 @@ class SCMODAL(BaseModelClass):
 
     @property
     def layout(self) -> DataLayout:
-        """The registered modalities and links, parsed from the setup arguments."""
-        return DataLayout.from_setup(self._setup_args["modalities"], self._setup_args["links"])
+        """The registered modalities, links and batches, from the setup arguments."""
+        args = self._setup_args
+        batch_key = args.get("batch_key")
+        batches = None
+        if batch_key:
+            batches = {
+                m: self.adata_manager.get_state_registry(batch_registry_key(m)).categorical_mapping
+                for m in args["modalities"]
+            }
+        return DataLayout.from_setup(args["modalities"], args["links"], batch_key, batches)
 
     @property
     def modalities(self) -> list[str]:
@@ -512,7 +565,10 @@ class SCMODAL(BaseModelClass):
             iterations_per_epoch=iterations_per_epoch,
             seed=self.seed if seed is None else seed,
             **_merge_kwargs(
-                "datasplitter_kwargs", datasplitter_kwargs, data_on_device=data_on_device
+                "datasplitter_kwargs",
+                datasplitter_kwargs,
+                data_on_device=data_on_device,
+                pairs=self._pairs() if self.use_pairs else None,
             ),
         )
         plan = self._training_plan_cls(
@@ -584,7 +640,47 @@ class SCMODAL(BaseModelClass):
         columns = feature_order(adata.var_names, self._trained_features(modality), modality)
         layer = (self._setup_args["layers"] or {}).get(modality)
         matrix = registered_matrix(adata, layer, modality)
-        return adata, iterate_rows(matrix, columns, chunk_size)
+        batches = self._cell_batches(adata, modality)
+        chunks = (
+            (x, None if batches is None else batches[i * chunk_size : (i + 1) * chunk_size])
+            for i, x in enumerate(iterate_rows(matrix, columns, chunk_size))
+        )
+        return adata, chunks
+
+    def _cell_batches(self, adata, modality: str) -> torch.Tensor | None:
+        """Global batch index of each cell of ``adata`` (``None`` without a batch key)."""
+        layout = self.layout
+        if not layout.batch_key:
+            return None
+        if layout.batch_key not in adata.obs:
+            raise KeyError(
+                f"Modality {modality!r} has no .obs[{layout.batch_key!r}], the batch_key the "
+                "model was trained with."
+            )
+        labels = adata.obs[layout.batch_key].astype(str)
+        known = pd.Index(layout.batch_categories)
+        index = known.get_indexer(labels)
+        if (index < 0).any():
+            unknown = sorted(set(labels[index < 0]))[:5]
+            raise ValueError(
+                f"Modality {modality!r} has batches the model was not trained on: {unknown}; "
+                f"known batches: {list(known)}."
+            )
+        return torch.as_tensor(index)
+
+    def _pairs(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Rows of the cells present in both modalities of each link (same ``obs_name``)."""
+        pairs = {}
+        for link in self.links:
+            names_a = self.adata.mod[link.mod_a].obs_names
+            names_b = self.adata.mod[link.mod_b].obs_names
+            rows_a = np.flatnonzero(names_a.isin(names_b))
+            rows_b = names_b.get_indexer(names_a[rows_a])
+            pairs[link.index] = (rows_a, rows_b)
+        return pairs
+
+    def _on_device(self, x: torch.Tensor, batch: torch.Tensor | None) -> tuple:
+        return x.to(self.device), None if batch is None else batch.to(self.device)
 
     def _check_modality(self, modality: str, role: str) -> None:
         if modality not in self.modalities:
@@ -638,7 +734,7 @@ class SCMODAL(BaseModelClass):
         latent = {}
         for m in modalities:
             adata, chunks = self._registered_rows(mdata, m, batch_size)
-            codes = [self.module.encode(m, x.to(self.device)).cpu() for x in chunks]
+            codes = [self.module.encode(m, *self._on_device(x, b)).cpu() for x, b in chunks]
             latent[m] = torch.cat(codes).numpy() if codes else np.zeros((0, self.module.n_latent))
             if write_obsm:
                 adata.obsm[obsm_key] = latent[m]
@@ -687,8 +783,10 @@ class SCMODAL(BaseModelClass):
         self.module.eval()
         adata, rows = self._registered_rows(mdata, source, batch_size)
         chunks = []
-        for x in rows:
-            x_hat = self.module.decode(target, self.module.encode(source, x.to(self.device)))
+        for x, b in rows:
+            x, b = self._on_device(x, b)
+            # Decoded with each source cell's batch (an unseen one adds no batch shift).
+            x_hat = self.module.decode(target, self.module.encode(source, x, b), b)
             if space == "log":
                 x_hat = self.module.unscale(target, x_hat)
             chunks.append(x_hat.cpu())

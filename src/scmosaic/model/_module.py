@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
-from ._layout import MosaicBatch
+from ._layout import MosaicBatch, PairedCells
 from ._losses import (
     anchor_loss,
     discriminator_loss,
@@ -104,6 +106,10 @@ class SCMODALModule(BaseModuleClass):
         clip: float,
         init_std: float,
         latent_anchor_weight: float,
+        lambda_batch: float,
+        lambda_pair: float,
+        n_batches: int = 0,
+        modality_batches: Mapping[str, Sequence[int]] | None = None,
     ):
         super().__init__()
         self.modalities = list(feature_statistics)
@@ -115,6 +121,14 @@ class SCMODALModule(BaseModuleClass):
             "latent_cycle": lambda_latent_cycle,
             "anchor": lambda_mnn,
             "geometric": lambda_geo,
+            "batch": lambda_batch,
+            "pair": lambda_pair,
+        }
+        self.n_batches = n_batches
+        # Batch discriminators only for modalities with two batches or more; each predicts the
+        # position of a cell's batch among its modality's batches.
+        self.modality_batches = {
+            m: list(batches) for m, batches in (modality_batches or {}).items() if len(batches) > 1
         }
         self.n_neighbors_mnn = n_neighbors_mnn
         self.max_geo_similarity = max_geo_similarity
@@ -124,15 +138,26 @@ class SCMODALModule(BaseModuleClass):
         self.standardizers = nn.ModuleDict(
             {m: Standardizer(mean, std, clip) for m, (mean, std) in feature_statistics.items()}
         )
+        # With batches, encoders and decoders also read the one-hot batch of each cell.
         self.encoders = nn.ModuleDict(
-            {m: _mlp(d, n_hidden, n_latent) for m, d in n_features.items()}
+            {m: _mlp(d + n_batches, n_hidden, n_latent) for m, d in n_features.items()}
         )
         self.decoders = nn.ModuleDict(
-            {m: _mlp(n_latent, n_hidden, d) for m, d in n_features.items()}
+            {m: _mlp(n_latent + n_batches, n_hidden, d) for m, d in n_features.items()}
         )
         self.discriminators = nn.ModuleList(
             [_mlp(n_latent, n_hidden_discriminator, 1, n_hidden_layers=2) for _ in self.links]
         )
+        self.batch_discriminators = nn.ModuleDict(
+            {
+                m: _mlp(n_latent, n_hidden_discriminator, len(batches), n_hidden_layers=2)
+                for m, batches in self.modality_batches.items()
+            }
+        )
+        for m, batches in self.modality_batches.items():
+            local = torch.full((max(n_batches, 1),), -1, dtype=torch.long)
+            local[torch.as_tensor(batches)] = torch.arange(len(batches))
+            self.register_buffer(f"_local_batch_{m}", local, persistent=False)
         if init_std:
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
@@ -143,16 +168,31 @@ class SCMODALModule(BaseModuleClass):
         return [*self.encoders.parameters(), *self.decoders.parameters()]
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
-        """Parameters of all link discriminators (a second optimiser)."""
-        return list(self.discriminators.parameters())
+        """Parameters of all link and batch discriminators (a second optimiser)."""
+        return [*self.discriminators.parameters(), *self.batch_discriminators.parameters()]
 
-    def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+    def _with_batch(self, h: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
+        """``h`` with the one-hot batch of each row appended (unchanged without batches)."""
+        if not self.n_batches:
+            return h
+        if batch is None:
+            raise ValueError("This model was trained with batches: give each cell's batch.")
+        return torch.cat([h, F.one_hot(batch.long(), self.n_batches).to(h.dtype)], dim=1)
+
+    def encode(
+        self, modality: str, x: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Latent codes of registered (unscaled) features ``x`` of ``modality``."""
-        return self.encoders[modality](self.standardizers[modality](x))
+        return self._encode_scaled(modality, self.standardizers[modality](x), batch)
 
-    def decode(self, modality: str, z: torch.Tensor) -> torch.Tensor:
+    def _encode_scaled(self, modality: str, x_scaled: torch.Tensor, batch=None) -> torch.Tensor:
+        return self.encoders[modality](self._with_batch(x_scaled, batch))
+
+    def decode(
+        self, modality: str, z: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Features of ``modality`` generated from ``z``, in z-scored space."""
-        return self.decoders[modality](z)
+        return self.decoders[modality](self._with_batch(z, batch))
 
     def unscale(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Z-scored features of ``modality`` back in the registered (log) space."""
@@ -163,20 +203,22 @@ class SCMODALModule(BaseModuleClass):
 
     # ------------------------------------------------ BaseModuleClass interface
     def _get_inference_input(self, tensors: MosaicBatch) -> dict:
-        return {"x": tensors.x}
+        return {"x": tensors.x, "batch": tensors.batch}
 
     def _get_generative_input(self, tensors: MosaicBatch, inference_outputs: dict) -> dict:
-        return {"z": inference_outputs["z"]}
+        return {"z": inference_outputs["z"], "batch": tensors.batch}
 
-    def inference(self, x: Mapping[str, torch.Tensor]) -> dict:
+    def inference(self, x: Mapping[str, torch.Tensor], batch: Mapping | None = None) -> dict:
         """Z-scored inputs ``x_scaled`` and latent codes ``z``, per modality."""
+        batch = batch or {}
         x_scaled = {m: self.standardizers[m](x[m]) for m in self.modalities}
-        z = {m: self.encoders[m](x_scaled[m]) for m in self.modalities}
+        z = {m: self._encode_scaled(m, x_scaled[m], batch.get(m)) for m in self.modalities}
         return {"x_scaled": x_scaled, "z": z}
 
-    def generative(self, z: Mapping[str, torch.Tensor]) -> dict:
+    def generative(self, z: Mapping[str, torch.Tensor], batch: Mapping | None = None) -> dict:
         """Reconstructions ``x_hat`` (z-scored space), per modality."""
-        return {"x_hat": {m: self.decode(m, z[m]) for m in self.modalities}}
+        batch = batch or {}
+        return {"x_hat": {m: self.decode(m, z[m], batch.get(m)) for m in self.modalities}}
 
     def loss(
         self, tensors: MosaicBatch, inference_outputs: dict, generative_outputs: dict
@@ -188,7 +230,9 @@ class SCMODALModule(BaseModuleClass):
             "reconstruction": sum(mse(x_hat[m], x[m]) for m in self.modalities),
             "geometric": self._geometric(x, z),
         }
-        terms.update(self._link_terms(z, tensors.linked))
+        terms.update(self._link_terms(z, tensors.linked, tensors.batch or {}))
+        terms["batch"] = self._batch_confusion(z, tensors.batch or {})
+        terms["pair"] = self._pair_term(tensors.pairs, z)
         n_pairs = terms.pop("n_anchor_pairs")
         # Summed in the order of self.lambdas (adversarial first), as the reference does.
         total = sum(self.lambdas[name] * terms[name] for name in self.lambdas)
@@ -213,7 +257,11 @@ class SCMODALModule(BaseModuleClass):
             geometric = geometric + geometric_loss(kernel_x, z[m], self.max_geo_similarity)
         return geometric
 
-    def _link_terms(self, z: Mapping[str, torch.Tensor], linked) -> dict:
+    def _cycle(self, source: str, target: str, z: torch.Tensor, batch) -> torch.Tensor:
+        """``E_target(G_target(z))`` of codes of ``source`` cells (their batches kept)."""
+        return self._encode_scaled(target, self.decode(target, z, batch), batch)
+
+    def _link_terms(self, z: Mapping[str, torch.Tensor], linked, batch: Mapping) -> dict:
         """Adversarial, latent-cycle and anchor terms summed over links."""
         zero = z[self.modalities[0]].new_zeros(())
         adversarial = latent_cycle = anchor = zero
@@ -222,8 +270,8 @@ class SCMODALModule(BaseModuleClass):
             adversarial = adversarial - discriminator_loss(
                 self.discriminate(i, z[a]), self.discriminate(i, z[b])
             )
-            latent_cycle = latent_cycle + mse(self.encoders[b](self.decode(b, z[a])), z[a])
-            latent_cycle = latent_cycle + mse(self.encoders[a](self.decode(a, z[b])), z[b])
+            latent_cycle = latent_cycle + mse(self._cycle(a, b, z[a], batch.get(a)), z[a])
+            latent_cycle = latent_cycle + mse(self._cycle(b, a, z[b], batch.get(b)), z[b])
             idx_a, idx_b = select_anchors(
                 p_a, p_b, z[a], z[b], self.n_neighbors_mnn, self.latent_anchor_weight
             )
@@ -236,11 +284,45 @@ class SCMODALModule(BaseModuleClass):
             "n_anchor_pairs": n_pairs,
         }
 
-    def discriminator_loss(self, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Sum over links of the discriminator BCE on detached latents."""
-        return sum(
+    def _local_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        return getattr(self, f"_local_batch_{modality}")[batch.long()]
+
+    def _batch_confusion(self, z: Mapping[str, torch.Tensor], batch: Mapping) -> torch.Tensor:
+        """Cross-entropy of each batch discriminator's prediction to the uniform one: 0 at its
+        minimum (log K subtracted), where the codes tell nothing of a cell's batch."""
+        total = z[self.modalities[0]].new_zeros(())
+        for m, batches in self.modality_batches.items():
+            log_p = F.log_softmax(self.batch_discriminators[m](z[m]), dim=1)
+            total = total - log_p.mean() - math.log(len(batches))
+        return total
+
+    def _pair_term(self, pairs: Sequence[PairedCells | None], z: Mapping) -> torch.Tensor:
+        """Paired cells: equal codes in both modalities, and each modality decoded from the
+        other's code (cross-modal reconstruction)."""
+        total = z[self.modalities[0]].new_zeros(())
+        for (a, b), drawn in zip(self.links, pairs or [None] * len(self.links), strict=True):
+            if drawn is None:
+                continue
+            x_a = self.standardizers[a](drawn.x_a)
+            x_b = self.standardizers[b](drawn.x_b)
+            z_a = self._encode_scaled(a, x_a, drawn.batch_a)
+            z_b = self._encode_scaled(b, x_b, drawn.batch_b)
+            total = total + mse(z_a, z_b)
+            total = total + mse(self.decode(b, z_a, drawn.batch_b), x_b)
+            total = total + mse(self.decode(a, z_b, drawn.batch_a), x_a)
+        return total
+
+    def discriminator_loss(
+        self, z: Mapping[str, torch.Tensor], batch: Mapping | None = None
+    ) -> torch.Tensor:
+        """Link discriminators' BCE plus batch discriminators' cross-entropy, on detached codes."""
+        loss = sum(
             discriminator_loss(
                 self.discriminate(i, z[a].detach()), self.discriminate(i, z[b].detach())
             )
             for i, (a, b) in enumerate(self.links)
         )
+        for m in self.modality_batches:
+            logits = self.batch_discriminators[m](z[m].detach())
+            loss = loss + F.cross_entropy(logits, self._local_batch(m, batch[m]))
+        return loss

@@ -64,6 +64,10 @@ class ModulePreset:
     clip: float = _setting(10.0, WEIGHT)  # 0: no clipping
     init_std: float = _setting(0.1, WEIGHT)  # 0: PyTorch's default initialisation
     latent_anchor_weight: float = _setting(0.0, WEIGHT)
+    # scmosaic's mosaic terms (not in the reference, which has neither batches nor pairs):
+    # they are 0 unless setup_mudata has a batch_key / the MuData has paired cells.
+    lambda_batch: float = _setting(1.0, WEIGHT)
+    lambda_pair: float = _setting(10.0, WEIGHT)
 
 
 @dataclass(frozen=True)

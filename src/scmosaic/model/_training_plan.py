@@ -64,7 +64,7 @@ class SCMODALTrainingPlan(TrainingPlan):
 
         loss_d = None
         for _ in range(self.n_critic):
-            loss_d = module.discriminator_loss(inference_outputs["z"])
+            loss_d = module.discriminator_loss(inference_outputs["z"], batch.batch)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(loss_d)
             opt_d.step()

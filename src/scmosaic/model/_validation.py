@@ -57,6 +57,9 @@ def validate_setup(mdata: MuData, layout: DataLayout, layers: dict) -> None:
         _check_modality(mdata, m, layers.get(m))
     for link in layout.links:
         _check_link(mdata, link)
+    if layout.batch_key is not None:
+        for m in modalities:
+            _check_batches(mdata, m, layout.batch_key)
 
 
 def _check_modality(mdata: MuData, m: str, layer: str | None) -> None:
@@ -117,4 +120,31 @@ def _check_link(mdata: MuData, link: Link) -> None:
             f"Link {link.name!r}: linked features differ in width: {link.mod_a!r} "
             f".obsm[{link.key_a!r}] has {widths[link.mod_a]} columns, {link.mod_b!r} "
             f".obsm[{link.key_b!r}] has {widths[link.mod_b]}."
+        )
+
+
+def _check_batches(mdata: MuData, m: str, batch_key: str) -> None:
+    """The batch column of modality ``m``: present, complete, no batch of a single cell."""
+    if not isinstance(batch_key, str) or not batch_key:
+        raise TypeError(f"batch_key must be the name of an .obs column, got {batch_key!r}.")
+    obs = mdata.mod[m].obs
+    if batch_key not in obs:
+        hint = (
+            f" It is in mdata.obs: copy it to the modalities with mdata.pull_obs([{batch_key!r}])."
+            if batch_key in mdata.obs
+            else ""
+        )
+        raise KeyError(f"Modality {m!r} has no .obs[{batch_key!r}] (batch_key).{hint}")
+    labels = obs[batch_key]
+    if labels.isna().any():
+        raise ValueError(
+            f"Modality {m!r}: .obs[{batch_key!r}] has {int(labels.isna().sum())} missing "
+            "batch labels; give every cell a batch."
+        )
+    counts = labels.astype(str).value_counts()
+    single = counts[counts < 2].index.tolist()
+    if single:
+        raise ValueError(
+            f"Modality {m!r}: batches {single[:5]} of .obs[{batch_key!r}] have a single cell; "
+            "merge them into another batch or drop those cells."
         )
