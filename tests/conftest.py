@@ -60,3 +60,42 @@ def make_unpaired(
 @pytest.fixture
 def unpaired() -> MuData:
     return make_unpaired()
+
+
+def make_mosaic(n_per_batch: int = 60, d_rna: int = 30, d_adt: int = 12, seed: int = 0) -> MuData:
+    """A mosaic of two modalities: batch "r" RNA only, "a" ADT only, "p" both (paired: the
+    same obs_names in both). Each batch shifts the features of its cells; three cell types
+    shape both modalities and a shared linked signal."""
+    rng = np.random.default_rng(seed)
+    centres_link = rng.normal(0, 2, (3, 6))
+    loading = {"rna": rng.normal(0, 1, (3, d_rna)), "adt": rng.normal(0, 1, (3, d_adt))}
+    shift = {b: {"rna": rng.normal(0, 1, d_rna), "adt": rng.normal(0, 1, d_adt)} for b in "rap"}
+    cells = {b: rng.integers(0, 3, n_per_batch) for b in "rap"}
+
+    def modality(name, batches):
+        blocks, obs, linked = [], [], []
+        for b in batches:
+            types = cells[b]
+            x = loading[name][types] * 2 + shift[b][name] + rng.normal(0, 0.5, (len(types), 1))
+            blocks.append(np.abs(x + rng.normal(0, 0.5, x.shape)))
+            linked.append(centres_link[types] + rng.normal(0, 0.3, (len(types), 6)))
+            obs.append(
+                pd.DataFrame(
+                    {
+                        "celltype": np.array(["T", "B", "Mono"])[types],
+                        "batch": b,
+                        "cell_id": [f"{b}_cell{i}" for i in range(len(types))],
+                    },
+                    index=[f"{b}_cell{i}" for i in range(len(types))],
+                )
+            )
+        adata = ad.AnnData(
+            sparse.csr_matrix(np.vstack(blocks).astype(np.float32)),
+            obs=pd.concat(obs),
+            var=pd.DataFrame(index=[f"{name}_f{j}" for j in range(blocks[0].shape[1])]),
+        )
+        adata.obs["celltype"] = pd.Categorical(adata.obs["celltype"])
+        adata.obsm["linked"] = np.vstack(linked).astype(np.float32)
+        return adata
+
+    return MuData({"rna": modality("rna", "rp"), "adt": modality("adt", "ap")})

@@ -21,7 +21,12 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from .._checks import get_modality
-from .._keys import LATENT_OBSM_KEY, batch_registry_key, features_registry_key
+from .._keys import (
+    JOINT_LATENT_OBSM_KEY,
+    LATENT_OBSM_KEY,
+    batch_registry_key,
+    features_registry_key,
+)
 from .._stats import feature_mean_std
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
@@ -338,7 +343,7 @@ class SCMODAL(BaseModelClass):
         Nothing in ``mdata`` is changed, except that scvi-tools records the registration in
         ``mdata.uns["_scvi_uuid"]`` / ``["_scvi_manager_uuid"]``, may store a registered
         matrix as C-contiguous or CSR (values unchanged) and, with ``batch_key``, writes the
-        batch codes to ``mdata.mod[m].obs["_scvi_<batch_key>"]``.
+        batch codes to ``mdata.mod[m].obs["_scvi_batch_<m>"]``.
 
         Parameters
         ----------
@@ -739,6 +744,65 @@ class SCMODAL(BaseModelClass):
             if write_obsm:
                 adata.obsm[obsm_key] = latent[m]
         return latent
+
+    def get_joint_representation(
+        self,
+        mdata: MuData | None = None,
+        batch_size: int = 2048,
+        write_obsm: bool = False,
+        obsm_key: str = JOINT_LATENT_OBSM_KEY,
+    ) -> pd.DataFrame:
+        """One code per cell of the MuData: the mean of its modalities' codes.
+
+        A cell measured in several registered modalities (the same ``obs_name`` in each)
+        gets the mean of its codes there; a cell measured in one gets that modality's code.
+
+        Parameters
+        ----------
+        mdata
+            MuData of the same layout as the training data (default: the training data).
+        batch_size
+            Cells per chunk.
+        write_obsm
+            Also store the codes, in the order of ``mdata.obs_names``, in
+            ``mdata.obsm[obsm_key]``.
+        obsm_key
+            Key used with ``write_obsm`` (default ``"X_scmodal"``).
+
+        Returns
+        -------
+        DataFrame of shape ``(cells, n_latent)`` indexed by the cells' ``obs_names`` (the
+        MuData's order where it has one), with a column ``n_modalities`` of how many
+        modalities each code averages.
+
+        Examples
+        --------
+        >>> joint = model.get_joint_representation(write_obsm=True)
+        >>> sc.pp.neighbors(mdata, use_rep="X_scmodal")
+        """
+        mdata = self.adata if mdata is None else mdata
+        latent = self.get_latent_representation(mdata, batch_size=batch_size)
+        frames = [
+            pd.DataFrame(codes, index=mdata.mod[m].obs_names.astype(str))
+            for m, codes in latent.items()
+        ]
+        stacked = pd.concat(frames)
+        grouped = stacked.groupby(level=0, sort=False)
+        joint = grouped.mean()
+        joint.columns = [f"z{j}" for j in range(joint.shape[1])]
+        joint["n_modalities"] = grouped.size()
+        order = pd.Index(mdata.obs_names.astype(str))
+        aligned = len(order) == len(joint) and order.isin(joint.index).all()
+        if aligned:
+            joint = joint.loc[order]
+        if write_obsm:
+            if not aligned:
+                raise ValueError(
+                    "mdata.obs_names are not the cells of its modalities; call mdata.update() "
+                    "first so that mdata.obsm can hold one code per cell."
+                )
+            mdata.obsm[obsm_key] = joint.drop(columns="n_modalities").to_numpy(np.float32)
+        return joint
 
     @torch.inference_mode()
     def get_imputed_features(
