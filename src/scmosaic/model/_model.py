@@ -153,6 +153,16 @@ def _registry_fields(layout: DataLayout, layers: dict) -> list:
     return fields
 
 
+def _log_start(trainer, n_iter: int) -> None:
+    device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    logger.info(
+        "Training SCMODAL for %d iterations on %d %s device(s).",
+        n_iter,
+        trainer.num_devices,
+        device,
+    )
+
+
 def _check_registered(mdata) -> None:
     if not isinstance(mdata, MuData):
         raise TypeError(f"SCMODAL needs a MuData, got {type(mdata).__name__}.")
@@ -581,8 +591,7 @@ class SCMODAL(BaseModelClass):
         )
         _check_accelerator(accelerator)
         _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
-        if deterministic is None:
-            deterministic = _trains_on_cpu(accelerator)
+        deterministic = _trains_on_cpu(accelerator) if deterministic is None else deterministic
         # Inference leaves the module in eval mode; Lightning would warn about it.
         self.module.train()
         with _quiet_lightning(), _deterministic(deterministic):
@@ -597,14 +606,7 @@ class SCMODAL(BaseModelClass):
                 devices=devices,
                 **trainer_kwargs,
             )
-            trainer = runner.trainer
-            device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
-            logger.info(
-                "Training SCMODAL for %d iterations on %d %s device(s).",
-                n_iter,
-                trainer.num_devices,
-                device,
-            )
+            _log_start(runner.trainer, n_iter)
             runner()
         self.n_iterations_trained_ += plan.n_iterations
 
