@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import anndata as ad
 import mudata as md
@@ -244,8 +248,11 @@ def test_option_errors_name_the_option(capsys):
     assert "max_steps must be an integer >= 1" in capsys.readouterr().err
     assert main(["integrate", *base, "--kind", "x=protein"]) == 2
     assert "kinds['x'] must be one of 'rna', 'adt', 'atac'" in capsys.readouterr().err
-    assert main(["quickstart", "--max-steps", "-1"]) == 2
-    assert "scmosaic quickstart: error: max_steps" in capsys.readouterr().err
+    for steps in ("0", "-1"):
+        assert main(["quickstart", "--max-steps", steps]) == 2
+        err = capsys.readouterr().err
+        assert "scmosaic quickstart: error: max_steps must be an integer >= 1" in err
+        assert f"got {steps}" in err and "Traceback" not in err
 
 
 def test_help_documents_options_and_exit_codes(capsys):
@@ -291,3 +298,210 @@ def test_quickstart_runs_the_readme_job(tmp_path):
     assert metrics["foscttm_symmetric_euclidean"] <= 0.30
     assert (out / "umap.png").stat().st_size > 0
     assert (out / "integrated.h5mu").exists()
+
+
+# ------------------------------------------------------------------ fast help, light parsing
+def _python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "scmosaic", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: scmosaic" in done.stdout and "integrate" in done.stdout
+
+
+def test_parsing_and_usage_errors_import_no_heavy_library():
+    """--help and usage errors come before torch, scvi-tools, scanpy or mudata load."""
+    done = _python(
+        """
+        import sys
+        from scmosaic.__main__ import main
+
+        codes = [
+            main(["--help"]),
+            main(["integrate", "--help"]),
+            main(["quickstart", "--max-steps", "0"]),
+            main(["quickstart", "--preset", "fast"]),
+            main(["integrate", "--mudata", "a.h5mu", "--out", "o.h5mu"]),  # no --table
+            main(["integrate", "--mudata", "a.h5mu", "--table", "t.csv", "--out", "o.h5mu",
+                  "--kind", "x=protein"]),
+        ]
+        heavy = ("torch", "scvi", "lightning", "scanpy", "mudata", "anndata")
+        print(codes, sorted(m for m in heavy if m in sys.modules))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2] []"
+
+
+def test_package_loads_submodules_on_first_use():
+    done = _python(
+        """
+        import sys
+        import scmosaic
+
+        assert "torch" not in sys.modules, "import scmosaic loaded torch"
+        names = set(dir(scmosaic))
+        assert set(scmosaic.__all__) <= names and "model" in names, names
+        from scmosaic.workflow import WorkflowOptions
+
+        WorkflowOptions(table="packaged")
+        assert "torch" not in sys.modules, "the workflow's options loaded torch"
+        from scmosaic import *  # noqa: F403
+
+        print(SCMODAL.__name__, pp.preprocess.__name__, workflow.integrate.__name__,
+              scmosaic.model.PRESETS["default"] is not None, scmosaic.__version__ != "")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "SCMODAL preprocess integrate True True"
+
+
+def test_light_names_match_the_model_and_pp():
+    """Preset names and modality kinds are read by the CLI from scmosaic._choices."""
+    from typing import get_args
+
+    from scmosaic._choices import Kind, PresetName
+    from scmosaic.model import PRESETS
+    from scmosaic.pp._preprocess import Kind as PreprocessKind
+
+    assert set(get_args(PresetName)) == set(PRESETS)
+    assert get_args(Kind) == get_args(PreprocessKind)
+
+
+def test_command_prints_progress_and_results_only(files, tmp_path):
+    """A fresh process: no scvi-tools INFO lines (in colour, on stdout), no library notices."""
+    out = tmp_path / "o.h5mu"
+    done = subprocess.run(
+        [sys.executable, "-m", "scmosaic", "integrate", *_inputs(files), "--table"]
+        + [str(files["table"]), "--out", str(out), "--max-steps", "2", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("integrated rna 150, adt 120 cells")
+    assert len(done.stdout.strip().splitlines()) == 2
+    assert "\x1b[" not in done.stdout + done.stderr  # no colour codes
+    progress = done.stderr.strip().splitlines()
+    assert progress and all(line.startswith("scmosaic: ") for line in progress), progress
+
+
+# ------------------------------------------------------------------------ existing outputs
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("existing", ["out", "summary", "model"])
+def test_existing_output_is_refused_before_any_work(files, tmp_path, capsys, existing):
+    paths = {"out": tmp_path / "o.h5mu", "summary": tmp_path / "s.json", "model": tmp_path / "m"}
+    if existing == "model":
+        paths["model"].mkdir()
+        (paths["model"] / "model.pt").write_bytes(b"old")
+    else:
+        paths[existing].write_bytes(b"old")
+    before = _listing(tmp_path)
+    code = main(
+        ["integrate", *_inputs(files), "--table", str(files["table"]), "--out", str(paths["out"])]
+        + ["--summary", str(paths["summary"]), "--save-model", str(paths["model"]), *FAST]
+    )
+    assert code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("scmosaic: error: output ") and str(paths[existing]) in err
+    assert "--overwrite" in err
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("failing", ["mudata", "model"])
+def test_failed_write_leaves_old_outputs_and_overwrite_replaces_them(
+    files, tmp_path, capsys, monkeypatch, failing
+):
+    from mudata import MuData
+
+    from scmosaic import SCMODAL
+
+    out, model = tmp_path / "o.h5mu", tmp_path / "model"
+    out.write_bytes(b"old")
+    out.with_suffix(".json").write_text("old")
+    model.mkdir()
+    (model / "old.pt").write_bytes(b"old")
+    args = ["integrate", *_inputs(files), "--table", str(files["table"]), "--out", str(out)]
+    args += ["--save-model", str(model), "--overwrite", *FAST]
+
+    def write_half_then_fail(self, path, *args, **kwargs):
+        partial = Path(path)
+        if failing == "model":  # SCMODAL.save writes a folder
+            partial.mkdir()
+            partial = partial / "model.pt"
+        partial.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    target = SCMODAL if failing == "model" else MuData
+    with monkeypatch.context() as patch:
+        patch.setattr(target, "save" if failing == "model" else "write", write_half_then_fail)
+        assert main(args) == 3
+    err = capsys.readouterr().err
+    assert f"cannot write {model if failing == 'model' else out}: No space left" in err
+    # nothing half-written, nothing replaced: the h5mu and the model go into place together
+    assert _listing(tmp_path) == ["model", "o.h5mu", "o.json"]
+    assert out.read_bytes() == b"old" and out.with_suffix(".json").read_text() == "old"
+    assert _listing(model) == ["old.pt"]
+
+    assert main(args) == 0
+    _check_output(out, out.with_suffix(".json"))
+    assert _listing(model) == ["model.pt"]
+    assert _listing(tmp_path) == ["model", "o.h5mu", "o.json"]
+
+
+def test_quickstart_refuses_existing_outputs(tmp_path, capsys):
+    folder = tmp_path / "qs"
+    folder.mkdir()
+    (folder / "metrics.json").write_text("old")
+    (folder / "notes.txt").write_text("mine")  # other files in the folder do not matter
+    assert main(["quickstart", "--out", str(folder)]) == 3
+    err = capsys.readouterr().err
+    assert f"output {folder / 'metrics.json'} already exists; pass --overwrite" in err
+    assert (folder / "metrics.json").read_text() == "old"
+    (tmp_path / "file").write_text("x")
+    assert main(["quickstart", "--out", str(tmp_path / "file")]) == 3
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_quickstart_failed_write_leaves_nothing_and_overwrite_works(tmp_path, capsys, monkeypatch):
+    from mudata import MuData
+
+    from scmosaic import _quickstart
+
+    folder = tmp_path / "qs"
+    folder.mkdir()
+    (folder / "metrics.json").write_text("old")
+    # the UMAP itself is checked by the slow README test; here any PNG will do
+    monkeypatch.setattr(
+        _quickstart, "_plot_umap", lambda result, path, seed: path.write_bytes(b"png")
+    )
+    args = ["quickstart", "--out", str(folder), "--max-steps", "2", "--threads", "1"]
+    args += ["--overwrite", "--quiet"]
+
+    def write_half_then_fail(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MuData, "write", write_half_then_fail)
+        assert main(args) == 3
+    assert f"cannot write {folder / 'integrated.h5mu'}" in capsys.readouterr().err
+    assert _listing(folder) == ["metrics.json"]
+    assert (folder / "metrics.json").read_text() == "old"
+
+    assert main(args) == 0
+    assert _listing(folder) == ["integrated.h5mu", "metrics.json", "umap.png"]
+    assert json.loads((folder / "metrics.json").read_text())["iterations"] == 2
+    assert md.read_h5mu(folder / "integrated.h5mu")["rna"].obsm["X_scmodal"].shape[0] == 800

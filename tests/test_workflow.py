@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import anndata as ad
 import numpy as np
@@ -164,3 +165,66 @@ def test_input_and_output_files_are_checked_before_reading(tmp_path):
     assert not (tmp_path / "sub").exists()  # folders only when the run starts
     outputs.make_folders()
     assert (tmp_path / "sub").is_dir()
+
+
+def test_existing_outputs_are_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "out.h5mu"
+    out.write_bytes(b"old")
+    with pytest.raises(InputError, match=r"output .*out\.h5mu already exists; pass --overwrite"):
+        OutputFiles.check(out)
+    assert OutputFiles.check(out, overwrite=True).mudata == out
+    (tmp_path / "out.json").write_text("{}")
+    with pytest.raises(InputError, match=r"outputs .*out\.h5mu, .*out\.json already exist"):
+        OutputFiles.check(out)
+    model = tmp_path / "model"
+    model.mkdir()  # an empty folder replaces nothing
+    assert OutputFiles.check(tmp_path / "new.h5mu", save_model=model).model == model
+    (model / "model.pt").write_bytes(b"old")
+    with pytest.raises(InputError, match=r"output .*model already exists"):
+        OutputFiles.check(tmp_path / "new.h5mu", save_model=model)
+    with pytest.raises(InputError, match="is a folder"):
+        OutputFiles.check(tmp_path / "new.h5mu", summary=model, overwrite=True)
+    with pytest.raises(InputError, match="is a file"):
+        OutputFiles.check(tmp_path / "new.h5mu", save_model=out, overwrite=True)
+
+
+def test_replace_on_success_moves_outputs_into_place_only_when_written(tmp_path):
+    from scmosaic.workflow._write import replace_on_success
+
+    file, folder = tmp_path / "a.h5mu", tmp_path / "model"
+    file.write_bytes(b"old")
+    folder.mkdir()
+    (folder / "old.pt").write_bytes(b"old")
+    for failure in (RuntimeError("mid-write"), KeyboardInterrupt()):
+        with pytest.raises(type(failure)), replace_on_success(file, folder, None) as staged:
+            new_file, new_folder, nothing = staged
+            assert new_file.parent == tmp_path and new_file.suffix == ".h5mu"
+            assert nothing is None
+            new_file.write_bytes(b"partial")
+            new_folder.mkdir()
+            raise failure
+        # the old outputs are untouched and no temporary is left behind
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5mu", "model"]
+        assert file.read_bytes() == b"old" and os.listdir(folder) == ["old.pt"]
+
+    with replace_on_success(file, folder) as (new_file, new_folder):
+        new_file.write_bytes(b"new")
+        new_folder.mkdir()
+        (new_folder / "model.pt").write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5mu", "model"]
+    assert file.read_bytes() == b"new" and os.listdir(folder) == ["model.pt"]
+
+
+def test_every_public_name_loads_on_first_use():
+    import scmosaic
+    from scmosaic import workflow
+
+    for package in (scmosaic, workflow):
+        assert set(package.__all__) <= set(dir(package))
+        for name in package.__all__:
+            assert getattr(package, name) is not None, name
+    assert workflow.OutputFiles.__module__ == "scmosaic.workflow._write"
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        workflow.nothing  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        scmosaic.nothing  # noqa: B018

@@ -8,10 +8,12 @@ import logging
 import sys
 import traceback
 import warnings
-from typing import get_args
+from collections.abc import Callable
+from typing import TypeVar, get_args
 
-from ._quickstart import run_quickstart
-from .model import PRESETS
+# Only what parsing needs: the options and errors of the workflow import nothing heavy, so
+# --help and usage errors come before torch and scvi-tools load (seconds).
+from ._choices import PresetName
 from .workflow import (
     PACKAGED_TABLE,
     Accelerator,
@@ -20,13 +22,14 @@ from .workflow import (
     LinkSource,
     OptionsError,
     WorkflowOptions,
-    integrate_files,
 )
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
+
+T = TypeVar("T")
 
 _INTEGRATE_EPILOG = """\
 examples:
@@ -50,13 +53,30 @@ outputs:
   SUMMARY (.json) inputs, modalities, cell counts, link source and report (number of
                  linked features), iterations, training seconds, final losses
                  (model.history), scmosaic version, output paths
+  An output that exists stops the run before any work, unless --overwrite. Outputs are
+  written to hidden temporary files next to them and renamed into place once written,
+  so a failed run leaves no truncated file.
 
 exit codes:
   0  success
   1  unexpected failure (rerun with --verbose for the traceback)
   2  usage error (bad or missing options)
   3  input or data error (missing, unreadable or wrong-type file, unknown modality,
-     table or key, data that fail validation); the message names the culprit
+     table or key, data that fail validation, an output that exists without
+     --overwrite or cannot be written); the message names the culprit
+"""
+
+_QUICKSTART_EPILOG = """\
+outputs (in --out):
+  umap.png, metrics.json, integrated.h5mu; if the folder holds any of them the run stops
+  before any work, unless --overwrite. They are written to hidden temporary files and
+  renamed into place once all are written, so a failed run leaves none of them.
+
+exit codes:
+  0  success
+  1  unexpected failure (rerun with --verbose for the traceback)
+  2  usage error (bad option, e.g. --max-steps 0)
+  3  an output file exists without --overwrite, or cannot be written
 """
 
 
@@ -88,7 +108,7 @@ def _add_training_arguments(group, accelerator: bool = True) -> None:
     )
     group.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        choices=get_args(PresetName),
         default=WorkflowOptions.preset,
         help="model preset: scmosaic's default or the published scMODAL reference values "
         "(default: %(default)s)",
@@ -192,12 +212,29 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     outputs.add_argument(
         "--summary", metavar="PATH", help="output JSON summary (default: OUT with .json)"
     )
-    outputs.add_argument(
-        "--save-model", metavar="DIR", help="also save the trained model here (overwritten)"
+    outputs.add_argument("--save-model", metavar="DIR", help="also save the trained model here")
+    _add_overwrite_argument(outputs, "OUT, SUMMARY and a non-empty --save-model folder")
+    _add_talk_arguments(parser)
+
+
+def _add_overwrite_argument(group, what: str) -> None:
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace existing outputs ({what}); without it the run refuses to start",
     )
+
+
+def _add_talk_arguments(parser: argparse.ArgumentParser) -> None:
     talk = parser.add_mutually_exclusive_group()
-    talk.add_argument("--quiet", "-q", action="store_true", help="log errors only")
-    talk.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    talk.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    talk.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log debug messages and scvi-tools' and Lightning's INFO messages; print the "
+        "traceback of a failure",
+    )
 
 
 def _add_integrate(commands) -> argparse.ArgumentParser:
@@ -231,38 +268,64 @@ def _add_quickstart(commands) -> argparse.ArgumentParser:
         "quickstart",
         help="Integrate RNA with ADT on the bundled Hao 2021 PBMC subset (pairing hidden), "
         "print label-transfer accuracy and FOSCTTM, write a UMAP PNG.",
+        epilog=_QUICKSTART_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", default="scmosaic_quickstart", help="output folder")
+    parser.add_argument(
+        "--out", default="scmosaic_quickstart", help="output folder (default: %(default)s)"
+    )
+    _add_overwrite_argument(parser, "umap.png, metrics.json, integrated.h5mu in --out")
     _add_training_arguments(parser, accelerator=False)
+    _add_talk_arguments(parser)
     return parser
 
 
+# What libraries print that a user of the command line cannot act on; --verbose shows it.
+# Loggers: scvi-tools' registration notes (in colour, on stdout) and Lightning's INFO lines.
+_LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "scvi")
+# Warnings: mudata's about feature names shared across modalities (a protein and its gene
+# named alike, e.g. CD4), which are separate features and what name links rely on.
+_LIBRARY_WARNINGS = ((UserWarning, "mudata", r"var_names are not unique"),)
+
+
 @contextlib.contextmanager
-def _cli_logging(quiet: bool, verbose: bool):
-    """Log scmosaic's progress to stderr while the command runs; restore everything after."""
+def _cli_output(quiet: bool, verbose: bool):
+    """Log scmosaic's progress to stderr while the command runs; restore everything after.
+
+    Only this process's command changes: the ``scmosaic`` logger gets a handler and the
+    library loggers a level for the duration, and warnings are filtered in a
+    :func:`warnings.catch_warnings` block, so ``main()`` called from Python leaves no trace.
+    """
+    # scvi-tools (and the Lightning it imports) set their loggers' levels when imported, which
+    # would undo ours: import them first. Usage errors have been reported before this point.
+    import scvi  # noqa: F401
+
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("scmosaic: %(message)s"))
     handler.setLevel(level)
     package = logging.getLogger("scmosaic")
-    noisy = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "scvi")]
-    saved = (package.level, package.propagate, [lg.level for lg in noisy])
+    libraries = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    saved = (package.level, package.propagate, [lg.level for lg in libraries])
     package.addHandler(handler)
     package.setLevel(level)
     package.propagate = False
     if not verbose:
-        for lg in noisy:
-            lg.setLevel(logging.WARNING if not quiet else logging.ERROR)
+        for lg in libraries:
+            lg.setLevel(logging.ERROR if quiet else logging.WARNING)
     try:
         with warnings.catch_warnings():
             if quiet:
                 warnings.simplefilter("ignore")
+            elif not verbose:
+                for category, module, message in _LIBRARY_WARNINGS:
+                    warnings.filterwarnings("ignore", message, category, module)
             yield
     finally:
         package.removeHandler(handler)
         package.setLevel(saved[0])
         package.propagate = saved[1]
-        for lg, lvl in zip(noisy, saved[2], strict=True):
+        for lg, lvl in zip(libraries, saved[2], strict=True):
             lg.setLevel(lvl)
 
 
@@ -305,6 +368,35 @@ def _report(summary: dict) -> None:
     )
 
 
+def _run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, job: Callable[[], T]
+) -> tuple[T | None, int]:
+    """Run ``job`` with the command's output settings: its result and the exit code.
+
+    :class:`OptionsError` is a usage error (``parser.error``, exit code 2);
+    :class:`InputError` (code 3) and unexpected exceptions (code 1) are reported in one
+    line, with the traceback under ``--verbose``.
+    """
+    with _cli_output(args.quiet, args.verbose):
+        try:
+            return job(), EXIT_OK
+        except OptionsError as err:  # the files given do not make a run
+            parser.error(str(err))
+        except InputError as err:
+            if args.verbose:
+                traceback.print_exc()
+            _error(str(err))
+            return None, EXIT_INPUT
+        except Exception as err:  # anything else is unexpected: code 1
+            if args.verbose:
+                traceback.print_exc()
+            _error(
+                f"unexpected failure ({type(err).__name__}: {err}); "
+                "rerun with --verbose for the traceback"
+            )
+            return None, EXIT_FAILURE
+
+
 def _integrate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = _options(
         parser,
@@ -321,53 +413,48 @@ def _integrate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         **_training_settings(args),
     )
     h5ad = _h5ad_files(parser, args.h5ad)
-    with _cli_logging(args.quiet, args.verbose):
-        try:
-            summary = integrate_files(
-                args.out,
-                options,
-                mudata=args.mudata,
-                h5ad=h5ad,
-                summary=args.summary,
-                save_model=args.save_model,
-            )
-        except OptionsError as err:  # the input files given do not make a run
-            parser.error(str(err))
-        except InputError as err:
-            if args.verbose:
-                traceback.print_exc()
-            _error(str(err))
-            return EXIT_INPUT
-        except Exception as err:  # anything else is unexpected: code 1
-            if args.verbose:
-                traceback.print_exc()
-            _error(
-                f"unexpected failure ({type(err).__name__}: {err}); "
-                "rerun with --verbose for the traceback"
-            )
-            return EXIT_FAILURE
-    if not args.quiet:
+    from .workflow import integrate_files
+
+    summary, code = _run(
+        parser,
+        args,
+        lambda: integrate_files(
+            args.out,
+            options,
+            mudata=args.mudata,
+            h5ad=h5ad,
+            summary=args.summary,
+            save_model=args.save_model,
+            overwrite=args.overwrite,
+        ),
+    )
+    if code == EXIT_OK and not args.quiet:
         _report(summary)
-    return EXIT_OK
+    return code
 
 
 def _quickstart(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = _options(
         parser,
         table=PACKAGED_TABLE,
-        progress_bar=sys.stderr.isatty(),
+        progress_bar=not args.quiet and sys.stderr.isatty(),
         **_training_settings(args),
     )
-    metrics = run_quickstart(args.out, options)
-    print(
-        f"label transfer (1-NN): ADT->RNA {metrics['label_transfer_adt_to_rna']:.3f}, "
-        f"RNA->ADT {metrics['label_transfer_rna_to_adt']:.3f}, "
-        f"mean {metrics['label_transfer_mean']:.3f}\n"
-        f"FOSCTTM (symmetric, Euclidean): {metrics['foscttm_symmetric_euclidean']:.3f}\n"
-        f"trained {metrics['iterations']} iterations in {metrics['train_seconds']:.0f} s; "
-        f"outputs in {args.out}/ (umap.png, metrics.json, integrated.h5mu)"
+    from ._quickstart import run_quickstart
+
+    metrics, code = _run(
+        parser, args, lambda: run_quickstart(args.out, options, overwrite=args.overwrite)
     )
-    return EXIT_OK
+    if code == EXIT_OK and not args.quiet:
+        print(
+            f"label transfer (1-NN): ADT->RNA {metrics['label_transfer_adt_to_rna']:.3f}, "
+            f"RNA->ADT {metrics['label_transfer_rna_to_adt']:.3f}, "
+            f"mean {metrics['label_transfer_mean']:.3f}\n"
+            f"FOSCTTM (symmetric, Euclidean): {metrics['foscttm_symmetric_euclidean']:.3f}\n"
+            f"trained {metrics['iterations']} iterations in {metrics['train_seconds']:.0f} s; "
+            f"outputs in {args.out}/ (umap.png, metrics.json, integrated.h5mu)"
+        )
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,14 +7,20 @@ import logging
 import time
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._keys import LATENT_OBSM_KEY
-from .workflow import PACKAGED_TABLE, Integrated, WorkflowOptions, integrate
+from .workflow import PACKAGED_TABLE, InputError, WorkflowOptions
+from .workflow._write import cannot_write, refuse_existing, replace_on_success
+
+if TYPE_CHECKING:
+    from .workflow import Integrated
 
 logger = logging.getLogger(__name__)
 
 _LABELS_KEY = "celltype"
+OUTPUT_FILES = ("umap.png", "metrics.json", "integrated.h5mu")
+"""What :func:`run_quickstart` writes into its folder."""
 
 
 def _metrics(result: Integrated) -> dict[str, Any]:
@@ -56,8 +62,21 @@ def _plot_umap(result: Integrated, path: Path, seed: int) -> None:
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def _output_paths(out_dir: str | PathLike[str], overwrite: bool) -> dict[str, Path]:
+    """The output files in ``out_dir``, checked before any work."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; give a folder name")
+    paths = {name: out / name for name in OUTPUT_FILES}
+    refuse_existing(list(paths.values()), overwrite)
+    return paths
+
+
 def run_quickstart(
-    out_dir: str | PathLike[str] = "scmosaic_quickstart", options: WorkflowOptions | None = None
+    out_dir: str | PathLike[str] = "scmosaic_quickstart",
+    options: WorkflowOptions | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Integrate the bundled Hao subset with the pairing hidden and report its accuracy.
 
@@ -66,7 +85,8 @@ def run_quickstart(
     link ADTs to genes, preprocess, train SCMODAL), then compute label-transfer accuracy
     (1-NN, both directions) and symmetric FOSCTTM and write ``umap.png`` (joint embedding
     by modality and by cell type), ``metrics.json`` and the integrated ``integrated.h5mu``
-    to ``out_dir``.
+    to ``out_dir``. The three files are written to temporary paths and moved into place
+    once all are written, so a failed run leaves none of them.
 
     Parameters
     ----------
@@ -74,23 +94,35 @@ def run_quickstart(
         Output folder (created).
     options
         The workflow's options (default: packaged table links, the default preset).
+    overwrite
+        Replace the output files if ``out_dir`` already holds any of them; by default the
+        run refuses to start.
 
     Returns
     -------
     The metrics written to ``metrics.json``.
+
+    Raises
+    ------
+    InputError
+        ``out_dir`` is a file, holds an output file and ``overwrite`` is ``False``, or an
+        output cannot be written.
     """
+    paths = _output_paths(out_dir, overwrite)
+    # the heavy steps (scvi-tools, torch) load only once the outputs are known to be free
     import mudata
 
     from . import datasets
+    from .workflow import integrate
 
     options = options or WorkflowOptions(table=PACKAGED_TABLE)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with mudata.set_options(pull_on_update=False):
+        logger.info("Hiding the pairing of the bundled Hao 2021 subset (seed %d)", options.seed)
         hidden = datasets.hide_pairing(datasets.hao2021_pbmc_cite(), seed=options.seed)
         result = integrate(hidden, options)
         iterations = result.model.n_iterations_trained_
+        logger.info("Scoring label transfer and FOSCTTM against the hidden pairing")
         summary = {
             "n_cells": {m: result.mdata[m].n_obs for m in result.linked.modalities},
             "n_linked_adts": result.linked.info.get("n_matched_features"),
@@ -101,7 +133,19 @@ def run_quickstart(
             "seconds_per_iteration": result.train_seconds / max(iterations, 1),
             "total_seconds": time.perf_counter() - start,
         }
-        _plot_umap(result, out / "umap.png", options.seed)
-        result.mdata.write(out / "integrated.h5mu")
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        logger.info("Plotting the joint UMAP")
+        target = paths["umap.png"]
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with replace_on_success(
+                paths["umap.png"], paths["metrics.json"], paths["integrated.h5mu"]
+            ) as (umap, metrics_json, h5mu):
+                _plot_umap(result, umap, options.seed)
+                target = paths["integrated.h5mu"]
+                logger.info("Writing %s", target)
+                result.mdata.write(h5mu)
+                target = paths["metrics.json"]
+                metrics_json.write_text(json.dumps(summary, indent=2))
+        except OSError as err:
+            raise cannot_write(target, err) from err
     return summary

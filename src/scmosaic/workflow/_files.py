@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from os import PathLike
 from typing import Any
 
-from ._integrate import integrate
 from ._options import WorkflowOptions
 from ._read import InputFiles, check_table_file, read
-from ._summary import summarise
 from ._write import OutputFiles, write, write_summary
 
 
@@ -22,15 +20,18 @@ def integrate_files(
     h5ad: Mapping[str, str | PathLike[str]] | None = None,
     summary: str | PathLike[str] | None = None,
     save_model: str | PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Integrate two unpaired modalities from files and write the result.
 
-    Paths are checked before anything heavy runs; then the steps, each logged at INFO on
+    Paths are checked before anything heavy is imported or run; then the steps, each logged at INFO on
     the ``scmosaic`` logger: :func:`~scmosaic.workflow.read` ``mudata`` (one ``.h5mu``) or
     the ``h5ad`` files (one per modality; cell names that overlap between files are
     prefixed with ``"<modality>:"``), :func:`~scmosaic.workflow.integrate` (link,
     preprocess, fit), :func:`~scmosaic.workflow.write` and
-    :func:`~scmosaic.workflow.summarise`. The input files are never changed.
+    :func:`~scmosaic.workflow.summarise`. The input files are never changed, and every
+    output is written to a temporary path next to it and moved into place only once
+    written, so a failed run leaves no truncated output.
 
     Parameters
     ----------
@@ -49,7 +50,10 @@ def integrate_files(
     summary
         Output JSON (default: ``out`` with the suffix ``.json``).
     save_model
-        Folder for :meth:`scmosaic.SCMODAL.save` (overwritten; default: not saved).
+        Folder for :meth:`scmosaic.SCMODAL.save` (default: not saved).
+    overwrite
+        Replace outputs that exist (``out``, ``summary``, a non-empty ``save_model``
+        folder); by default the run refuses to start.
 
     Returns
     -------
@@ -60,8 +64,8 @@ def integrate_files(
     OptionsError
         Both or neither of ``mudata`` and ``h5ad``, or fewer than two ``h5ad`` files.
     InputError
-        Missing or unreadable files, unknown modalities or keys, or data that scmosaic's
-        validation rejects.
+        Missing or unreadable files, an output that exists (unless ``overwrite``), unknown
+        modalities or keys, or data that scmosaic's validation rejects.
 
     Examples
     --------
@@ -73,12 +77,16 @@ def integrate_files(
     ... )
     >>> summary["links"]["n_linked_features"], summary["training"]["iterations"]
     """
-    import mudata as md
-
     start = time.perf_counter()
-    outputs = OutputFiles.check(out, summary, save_model)
+    outputs = OutputFiles.check(out, summary, save_model, overwrite=overwrite)
     files = InputFiles.check(mudata, h5ad)
     check_table_file(options.table)
+    # the heavy steps (scvi-tools, torch) load only once the paths are known to be good
+    import mudata as md
+
+    from ._integrate import integrate
+    from ._summary import summarise
+
     outputs.make_folders()
     with md.set_options(pull_on_update=False):
         mdata, prefixed = read(files, options)

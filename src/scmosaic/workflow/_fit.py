@@ -66,7 +66,8 @@ def fit(model: SCMODAL, options: WorkflowOptions, **trainer_kwargs: Any) -> floa
     The training wall time in seconds.
     """
     steps = options.max_steps if options.max_steps is not None else "the preset's"
-    logger.info("Training SCMODAL (%s preset, %s iterations)", options.preset, steps)
+    # the model logs the start with the resolved iterations and the device
+    logger.debug("Training SCMODAL (%s preset, %s iterations)", options.preset, steps)
     start = time.perf_counter()
     model.train(
         max_steps=options.max_steps,

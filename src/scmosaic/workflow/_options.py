@@ -1,4 +1,8 @@
-"""The options of one workflow run, validated once, when they are made."""
+"""The options of one workflow run, validated once, when they are made.
+
+Nothing heavy is imported here: the command line builds its options, and reports a bad
+value as a usage error, before torch and scvi-tools load.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Literal, get_args
 
-from ..model import PRESETS
-from ..pp._preprocess import Kind, infer_kind
+from .._choices import Kind, PresetName
 from ._errors import InputError, OptionsError
 
 logger = logging.getLogger(__name__)
@@ -136,7 +139,7 @@ class WorkflowOptions:
     layer: str | None = None
     n_top_genes: int | None = 2000
     max_steps: int | None = None
-    preset: str = "default"
+    preset: PresetName = "default"
     seed: int = 0
     threads: int | None = None
     accelerator: Accelerator = "auto"
@@ -200,7 +203,7 @@ class WorkflowOptions:
 
     def _check_training_options(self) -> None:
         _check_integer("max_steps", self.max_steps, 1, none_means="the preset's")
-        _check_choice("preset", self.preset, sorted(PRESETS))
+        _check_choice("preset", self.preset, get_args(PresetName))
         _check_integer("seed", self.seed, 0)
         _check_integer("threads", self.threads, 1, none_means="torch's choice")
         _check_choice("accelerator", self.accelerator, get_args(Accelerator))
@@ -237,6 +240,8 @@ class WorkflowOptions:
         InputError
             ``kinds`` does not name it and its name does not tell.
         """
+        from ..pp._preprocess import infer_kind
+
         if modality in self.kinds:
             return self.kinds[modality]
         try:

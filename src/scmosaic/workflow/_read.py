@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
-
-from mudata import MuData
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InputError, OptionsError, as_input_error
 from ._options import PACKAGED_TABLE, WorkflowOptions
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ def read(files: InputFiles, options: WorkflowOptions) -> tuple[MuData, bool]:
     InputError
         An unreadable file, a missing modality, layer or labels key, an empty modality.
     """
+    from mudata import MuData
+
     adatas = _read_files(files)
     modalities = options.pair(adatas, files.name)
     adatas = {m: adatas[m] for m in modalities}

@@ -1,0 +1,16 @@
+"""Names users choose settings by, written once where nothing heavy is imported.
+
+The command line parses and checks its arguments before torch, scvi-tools or scanpy load,
+so the names its options accept live here: the modality kinds of :mod:`scmosaic.pp` and
+the model presets, whose values stay in :data:`scmosaic.model.PRESETS`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Kind = Literal["rna", "adt", "atac"]
+"""Kinds of modality that preprocessing and the protein -> gene table tell apart."""
+
+PresetName = Literal["default", "reference"]
+"""Names of the model presets; their values are :data:`scmosaic.model.PRESETS`."""
