@@ -1,7 +1,7 @@
 """The scMODAL model, module, training plan and data module."""
 
 from ._data_module import UnpairedDataModule
-from ._layout import DataLayout, Link, MosaicBatch
+from ._layout import DataLayout, Link, MosaicBatch, PairedCells
 from ._model import SCMODAL
 from ._module import SCMODALModule
 from ._presets import PRESETS
@@ -15,5 +15,6 @@ __all__ = [
     "DataLayout",
     "Link",
     "MosaicBatch",
+    "PairedCells",
     "PRESETS",
 ]

@@ -21,6 +21,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from .._checks import get_modality
+from .._choices import PresetName
 from .._keys import (
     JOINT_LATENT_OBSM_KEY,
     LATENT_OBSM_KEY,
@@ -272,7 +273,7 @@ class SCMODAL(BaseModelClass):
     def __init__(
         self,
         mdata: MuData,
-        preset: Literal["default", "reference"] = "default",
+        preset: PresetName = "default",
         n_latent: int | None = None,
         n_hidden: int | None = None,
         n_hidden_discriminator: int | None = None,

@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from .._choices import PresetName
+
 
 @dataclass(frozen=True)
 class Range:
@@ -87,7 +89,7 @@ class Preset:
     train: TrainPreset
 
 
-PRESETS: dict[str, Preset] = {
+PRESETS: dict[PresetName, Preset] = {
     "reference": Preset(ModulePreset(), TrainPreset()),
     # Measured on the Hao subset (pairing hidden; docs/user_guide/scmodal.md, "Presets"):
     # stronger anchors chosen with the latent codes, PyTorch's default initialisation, no
