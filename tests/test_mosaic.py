@@ -152,3 +152,17 @@ def test_numeric_batch_labels_are_categories():
     model = _model(mdata, batch_key="run")
     assert set(model.layout.batch_categories) == {"1", "2"}
     model.train(max_steps=3, **TRAIN)
+
+
+def test_batch_model_saves_loads_and_imputes(tmp_path):
+    mdata = make_mosaic()
+    model = _model(mdata, batch_key="batch")
+    model.train(max_steps=5, **TRAIN)
+    latent = model.get_latent_representation()
+    model.save(tmp_path / "m", save_anndata=True)
+    loaded = SCMODAL.load(tmp_path / "m")
+    assert loaded.layout == model.layout
+    for m in ("rna", "adt"):
+        np.testing.assert_array_equal(loaded.get_latent_representation()[m], latent[m])
+    imputed = loaded.get_imputed_features("rna", "adt", space="log")
+    assert imputed.shape == (120, 12) and np.isfinite(imputed.to_numpy()).all()
