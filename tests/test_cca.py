@@ -345,6 +345,20 @@ def test_diagonal_cca_sparse_without_densifying(monkeypatch):
 
 
 @_allow_shared_var_names
+def test_diagonal_cca_data_stage_and_identical_cells():
+    mdata = _shared_pair(sparse_input=True)
+    for adata in mdata.mod.values():
+        adata.layers["log"] = np.log1p(adata.X)
+    with pytest.raises(ValueError, match="'rna' looks log-normalised.*diagonal_cca"):
+        diagonal_cca(mdata, n_components=3, layer="log")
+    diagonal_cca(mdata, n_components=3, layer="log", normalized=True)
+    same = _shared_pair(sparse_input=False)
+    same.mod["atac"].X = np.tile(same["atac"].X[:1], (55, 1))
+    with pytest.raises(ValueError, match="cells of modality 'atac' do not differ"):
+        diagonal_cca(same, n_components=3)  # was an ARPACK error
+
+
+@_allow_shared_var_names
 def test_diagonal_cca_errors():
     mdata = _shared_pair(sparse_input=True)
     with pytest.raises(KeyError, match="'adt'"):
@@ -356,3 +370,54 @@ def test_diagonal_cca_errors():
     mdata["atac"].var_names = [f"x{j}" for j in range(25)]
     with pytest.raises(ValueError, match="share no feature name"):
         diagonal_cca(mdata)
+
+
+# --------------------------------------------------------------------------------------
+# bad inputs: the data stage, degenerate modalities, backed counts
+# --------------------------------------------------------------------------------------
+
+
+def test_cca_links_checks_the_data_stage():
+    mdata = make_latent_pair(n_a=120, n_b=100, seed=6)
+    for adata in mdata.mod.values():
+        adata.layers["log"] = np.log1p(adata.X.toarray())
+    before = _snapshot(mdata)
+    with pytest.raises(ValueError, match="'rna' looks log-normalised.*cca_links") as err:
+        cca_links(mdata, layer="log", **SMALL)
+    assert "layer='<layer>'" in str(err.value) and "normalized=True" in str(err.value)
+    assert set(mdata["rna"].obsm) == set(before["rna"]["obsm"])
+    cca_links(mdata, layer="log", normalized=True, **SMALL)  # the contract: no complaint
+    mdata.mod["rna"].layers["ambient"] = mdata["rna"].X.copy()
+    mdata.mod["adt"].layers["ambient"] = mdata["adt"].X * 3.7
+    with pytest.warns(UserWarning, match="'adt' does not look like raw counts"):
+        cca_links(mdata, layer="ambient", **SMALL)
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_cca_links_degenerate_modalities(normalized):
+    zero = make_latent_pair(n_a=120, n_b=100, seed=7)
+    zero.mod["adt"].X = sparse.csr_matrix(zero["adt"].shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="of modality 'adt' are all zero"):
+        cca_links(zero, normalized=normalized, **SMALL)
+    same = make_latent_pair(n_a=120, n_b=100, seed=7)
+    same.mod["rna"].X = sparse.csr_matrix(np.tile(same["rna"].X[:1].toarray(), (120, 1)))
+    with pytest.raises(ValueError, match="cells of modality 'rna' do not differ"):
+        cca_links(same, normalized=normalized, **SMALL)  # was an ARPACK error
+    for n in (0, 1):
+        few = make_latent_pair(n_a=120, n_b=100, seed=7)
+        few.mod["rna"] = few["rna"][:n].copy()
+        with pytest.raises(ValueError, match=f"'rna' has {n} cell\\(s\\); cca_links needs"):
+            cca_links(few, init="labels", labels_key="celltype", normalized=normalized, **SMALL)
+
+
+def test_cca_links_on_backed_counts(tmp_path):
+    import mudata
+
+    memory = make_latent_pair(n_a=120, n_b=100, seed=8)
+    memory.write(tmp_path / "pair.h5mu")
+    backed = mudata.read_h5mu(tmp_path / "pair.h5mu", backed=True)
+    assert backed["rna"].isbacked
+    results = [cca_links(m, **SMALL) for m in (memory, backed)]  # was "not numeric (object)"
+    assert results[0]["correlations"] == results[1]["correlations"]
+    for m in ("rna", "adt"):
+        np.testing.assert_array_equal(backed[m].obsm["X_cca"], memory[m].obsm["X_cca"])

@@ -311,6 +311,22 @@ def test_knn_transfer_errors():
         label_transfer_accuracy(ref, [1, 2, 3], np.zeros((3, 5)), [1, 2, 3])
 
 
+def test_values_whose_distances_overflow_are_refused():
+    """Found by hypothesis: squared distances overflowed to inf/NaN and every metric
+    silently returned a wrong value (FOSCTTM 0.0, arbitrary kNN labels)."""
+    x = np.array([[1e200, 0.0], [-1e200, 1.0], [3e200, 2.0]])
+    y, labels = x[[1, 0, 2]], ["a", "b", "c"]
+    for call in (
+        lambda: foscttm(x, y),
+        lambda: foscttm_per_cell(x, y, metric="pearson"),
+        lambda: knn_transfer(x, labels, y),
+        lambda: label_transfer_accuracy(x, labels, y, labels),
+    ):
+        with pytest.raises(ValueError, match="values up to 3e\\+200.*overflow float64"):
+            call()
+    assert foscttm(x / 1e190, y / 1e190) > 0  # the same data, rescaled, are fine
+
+
 # ---------------------------------------------------------------------------
 # Anchor precision
 # ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import anndata as ad
+import mudata
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,3 +194,165 @@ def test_smoothing_works_beyond_small_data():
     link_features(mdata, "adt", "rna", smooth_neighbors=15)
     linked = mdata["rna"].obsm["linked_adt"].to_numpy()
     assert linked.shape == (5000, 4) and np.isfinite(linked).all()
+
+
+# ------------------------------------------------------------------ data stage and bad inputs
+
+
+def test_preprocess_refuses_log_normalised_data():
+    mdata = _cite(n=60, n_extra_genes=20)
+    processed = preprocess(mdata, n_top_genes=None)
+    assert processed["rna"].X.max() > 1  # log1p of normalised counts: non-integer, < 20
+    with pytest.raises(ValueError, match="'rna' looks log-normalised already") as err:
+        preprocess(processed, n_top_genes=None)
+    assert "counts_layer='<layer>'" in str(err.value) and "'counts'" in str(err.value)
+    assert "layers={'rna': '<layer>'}" in str(err.value)  # or register it directly
+    again = preprocess(processed, counts_layer="counts", n_top_genes=None)  # the fix works
+    for m in ("rna", "adt"):
+        np.testing.assert_allclose(again[m].X.toarray(), processed[m].X.toarray(), rtol=1e-6)
+
+
+def test_preprocess_warns_on_non_integer_counts_and_refuses_negative():
+    mdata = _cite(n=60)
+    mdata.mod["rna"].X = mdata["rna"].X * 7.31  # ambient-corrected-like: non-integer, > 20
+    with pytest.warns(UserWarning, match="'rna' does not look like raw counts"):
+        preprocess(mdata, n_top_genes=None)
+    negative = _cite(n=60)
+    negative.mod["adt"].X[0, 0] = -1.0
+    with pytest.raises(ValueError, match="'adt' must be finite and non-negative"):
+        preprocess(negative)
+
+
+def test_link_features_checks_the_data_stage():
+    mdata = _cite(n=60)
+    for adata in mdata.mod.values():
+        adata.layers["counts"] = adata.X.copy()
+        adata.X = sparse.csr_matrix(np.log1p(adata.X / adata.X.sum(1).reshape(-1, 1) * 1e4))
+    with pytest.raises(ValueError, match="'adt' looks log-normalised.*link_features"):
+        link_features(mdata, "adt", "rna")
+    assert "linked_rna" not in mdata["adt"].obsm
+    link_features(mdata, "adt", "rna", counts_layer="counts")
+    mdata.mod["rna"].layers["counts"] = mdata["rna"].layers["counts"] * 5.5
+    with pytest.warns(UserWarning, match="'rna' does not look like raw counts"):
+        link_features(mdata, "adt", "rna", counts_layer="counts")
+
+
+@pytest.mark.parametrize("smooth", [0, 15])
+def test_all_zero_modality_is_a_clear_error(smooth):
+    mdata = _cite()
+    mdata.mod["rna"].X = sparse.csr_matrix(mdata["rna"].shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="Counts of modality 'rna' are all zero"):
+        link_features(mdata, "adt", "rna", smooth_neighbors=smooth)  # was an ARPACK error
+    with pytest.raises(ValueError, match="Counts of modality 'rna' are all zero"):
+        preprocess(mdata)
+
+
+def test_too_few_cells_are_clear_errors():
+    for n in (0, 1):
+        mdata = _cite()
+        mdata.mod["rna"] = mdata["rna"][:n].copy()
+        with pytest.raises(ValueError, match=f"'rna' has {n} cell\\(s\\); link_features needs"):
+            link_features(mdata, "adt", "rna")  # was a scikit-learn PCA error
+    with pytest.raises(ValueError, match="'rna' is empty \\(0 x 6\\)"):
+        preprocess(MuData({"rna": _cite()["rna"][:0].copy()}))
+    one = MuData({"rna": _cite(n_extra_genes=20)["rna"][:1].copy()})
+    assert preprocess(one, n_top_genes=None)["rna"].n_obs == 1  # per-cell normalisation
+    with pytest.raises(ValueError, match="'rna' has 1 cell.*highly variable"):
+        preprocess(one, n_top_genes=5)
+
+
+def test_preprocess_too_few_varying_features_for_seurat_v3():
+    """Seurat v3's loess fit crashed Python (scikit-misc) with fewer than 4 varying genes."""
+    mdata = _cite(n=30, n_extra_genes=10)
+    x = mdata["rna"].X.toarray()
+    x[:, 3:] = 2.0  # only three genes vary
+    mdata.mod["rna"].X = sparse.csr_matrix(x)
+    with pytest.raises(ValueError, match="'rna'.*at least 4 features that vary.*3 of 16"):
+        preprocess(mdata, n_top_genes=5)
+    with pytest.raises(ValueError, match="'rna': highly variable feature selection.*failed"):
+        preprocess(_cite(n=5, n_extra_genes=4), n_top_genes=5)  # loess fails on 5 cells
+    assert preprocess(mdata, n_top_genes=None)["rna"].n_vars == 16
+
+
+def _integer_names(mdata: MuData) -> MuData:
+    """The same cells in both modalities, named by shuffled integers (not strings)."""
+    rna, adt = mdata["rna"].copy(), mdata["adt"][: mdata["rna"].n_obs].copy()
+    names = pd.Index(np.random.default_rng(3).permutation(np.arange(100, 100 + rna.n_obs)))
+    with pytest.warns(UserWarning, match="AnnData expects .obs.index to contain strings"):
+        rna.obs_names, adt.obs_names = names, names
+    return MuData({"rna": rna, "adt": adt})
+
+
+def test_integer_cell_names(recwarn):
+    mdata = _integer_names(_cite())
+    recwarn.clear()
+    link_features(mdata, "adt", "rna")
+    assert mdata["rna"].obsm["linked_adt"].index.equals(mdata["rna"].obs_names)
+    out = preprocess(mdata, n_top_genes=None)
+    assert list(out["rna"].obs_names) == [str(c) for c in mdata["rna"].obs_names]
+    assert list(out["rna"].obsm["linked_adt"].index) == list(out["rna"].obs_names)
+    assert not [w for w in recwarn if "str index" in str(w.message)]
+    for mode in ("shuffle", "halves"):  # was anndata's "Don't call _normalize_index ..."
+        unpaired = scmosaic.datasets.hide_pairing(mdata, mode=mode)
+        for m in ("rna", "adt"):
+            rows = mdata[m].obs_names.get_indexer(unpaired[m].obs["cell_id"].astype(int))
+            np.testing.assert_array_equal(_dense(unpaired[m].X), _dense(mdata[m].X)[rows])
+    assert not [w for w in recwarn if "str index" in str(w.message)]
+
+
+def _dense(x) -> np.ndarray:
+    return x.toarray() if sparse.issparse(x) else np.asarray(x)
+
+
+def _backed_pair(tmp_path, n=300):
+    mdata = _cite(n=n, n_extra_genes=40)
+    path = tmp_path / "cite.h5mu"
+    mdata.write(path)
+    return mdata, mudata.read_h5mu(path, backed=True)
+
+
+@pytest.mark.parametrize("smooth", [0, 10])
+def test_link_features_on_backed_counts(tmp_path, monkeypatch, smooth):
+    """Backed counts (was "not numeric (object)"): read in chunks, same result as in memory."""
+    monkeypatch.setattr(scmosaic.pp._inputs, "CHUNK_ROWS", 64)  # several chunks
+    memory, backed = _backed_pair(tmp_path)
+    assert backed["rna"].isbacked
+    for mdata in (memory, backed):
+        link_features(mdata, "adt", "rna", smooth_neighbors=smooth)
+    for m, key in (("rna", "linked_adt"), ("adt", "linked_rna")):
+        np.testing.assert_array_equal(backed[m].obsm[key], memory[m].obsm[key])
+
+
+def test_preprocess_on_backed_counts(tmp_path):
+    memory, backed = _backed_pair(tmp_path)
+    ours, expected = preprocess(backed, n_top_genes=20), preprocess(memory, n_top_genes=20)
+    for m in ("rna", "adt"):
+        assert list(ours[m].var_names) == list(expected[m].var_names)
+        np.testing.assert_array_equal(ours[m].X.toarray(), expected[m].X.toarray())
+    bad = memory.copy()
+    bad.mod["adt"].X = np.log1p(bad["adt"].X)
+    bad.write(tmp_path / "log.h5mu")
+    with pytest.raises(ValueError, match="'adt' looks log-normalised"):
+        preprocess(mudata.read_h5mu(tmp_path / "log.h5mu", backed=True))
+
+
+def test_link_and_preprocess_options_are_checked():
+    mdata = _cite()
+    for kwargs, words in [
+        ({"smooth_neighbors": -1}, "smooth_neighbors"),
+        ({"smooth_neighbors": 2.5}, "smooth_neighbors"),
+        ({"normalization": "total"}, "normalization"),
+        ({"multi_gene": "max"}, "multi_gene"),
+        ({"by": "fuzzy"}, "by must be"),
+        ({"clip": float("nan")}, "clip"),
+        ({"min_target_sum": -1}, "min_target_sum"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            link_features(mdata, "adt", "rna", **kwargs)
+    for kwargs, words in [
+        ({"n_top_genes": 0}, "n_top_genes"),
+        ({"target_sum": 0}, "target_sum"),
+        ({"kinds": {"rna": "dna"}}, "kinds\\['rna'\\]"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            preprocess(mdata, **kwargs)

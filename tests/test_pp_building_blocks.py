@@ -174,8 +174,35 @@ def test_pca_embedding_normalized_and_too_small():
         pca_embedding(logged, 5, normalized=True), pca_embedding(x, 5), rtol=1e-4, atol=1e-4
     )
     assert pca_embedding(x[:4], 30).shape == (4, 3)  # capped at n_cells - 1
-    with pytest.raises(ValueError, match="Too few cells or features"):
-        pca_embedding(x[:, 1:2] + 1, 5)
+    with pytest.raises(ValueError, match="Too few cells or features.*of modality 'rna'"):
+        pca_embedding(x[:, 1:2] + 1, 5, name="modality 'rna'")
+
+
+def test_pca_embedding_of_identical_cells_is_zero():
+    """Identical cells (after normalisation) are one point: was an ARPACK error."""
+    same = np.tile(_counts()[:1], (10, 1))
+    for matrix in (same, sparse.csr_matrix(same)):
+        np.testing.assert_array_equal(pca_embedding(matrix, 5), np.zeros((10, 5), np.float32))
+
+
+def test_pca_embedding_centres_large_constant_features():
+    """Found by hypothesis: a large constant feature cancelled imprecisely in the sparse PCA's
+    implicit float32 centring (errors of 6e-4 at 1e4; an ARPACK error at 7.6e7)."""
+    x = _counts()[:30]
+    for constant in (1e4, 7.6e7):
+        padded = [np.hstack([x, np.full((30, 3), c, np.float32)]) for c in (constant, 0.0)]
+        ours, zero_padded = (
+            pca_embedding(sparse.csr_matrix(m), 5, normalized=True) for m in padded
+        )
+        np.testing.assert_array_equal(ours, zero_padded)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_pca_embedding_refuses_values_beyond_float32():
+    x = _counts()[:20].astype(np.float64)
+    x[:, 0] = np.where(np.arange(20) % 2, 1e-45, 0.0)  # std ~1e-45: 1 / std overflows float32
+    with pytest.raises(ValueError, match="values of modality 'adt' are too large or too small"):
+        pca_embedding(sparse.csr_matrix(x), 5, normalized=True, name="modality 'adt'")
 
 
 def test_averaging_operator_is_brute_force_knn_mean():

@@ -118,8 +118,13 @@ def test_gene_activity_errors():
     with pytest.raises(TypeError, match="DataFrame"):
         gene_activity(atac, {"gene": ["A"], "peak": [PEAKS[0]]})
     negative = _atac(-COUNTS, with_uns=False)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="non-negative; pass the raw count layer as layer"):
         gene_activity(negative, _annotation())
+    logged = _atac(np.log1p(COUNTS), with_uns=False)
+    with pytest.raises(ValueError, match="'atac' looks log-normalised.*gene_activity"):
+        gene_activity(logged, _annotation())
+    with pytest.raises(ValueError, match="'atac' are all zero"):
+        gene_activity(_atac(0 * COUNTS, with_uns=False), _annotation())
 
 
 def test_gene_activity_muon_multiome():

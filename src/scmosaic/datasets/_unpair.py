@@ -7,10 +7,38 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 from mudata import MuData
 
 from .._checks import get_modality
 from .._keys import CELL_ID_OBS_KEY
+
+
+def _subset(adata: AnnData, cells: np.ndarray) -> AnnData:
+    """A copy of the rows of ``adata`` named ``cells``, in that order.
+
+    Rows are taken by position (AnnData reads integer arrays as positions, whatever the
+    cell names). AnnData cannot index rows under non-string names (e.g. integers), so such
+    a modality is first viewed under its names as strings (``.raw`` is then dropped).
+    """
+    positions = adata.obs_names.get_indexer(cells)
+    if pd.api.types.infer_dtype(adata.obs_names, skipna=False) != "string":
+        names = adata.obs_names.astype(str)
+        adata = AnnData(
+            X=adata.X,
+            obs=adata.obs.set_axis(names, axis=0),
+            var=adata.var,
+            uns=adata.uns,
+            obsm={
+                k: v.set_axis(names, axis=0) if isinstance(v, pd.DataFrame) else v
+                for k, v in adata.obsm.items()
+            },
+            varm=dict(adata.varm),
+            layers=dict(adata.layers),
+            obsp=dict(adata.obsp),
+            varp=dict(adata.varp),
+        )
+    return adata[positions].copy()
 
 
 def hide_pairing(
@@ -70,7 +98,7 @@ def hide_pairing(
         raise ValueError(f"mode must be 'shuffle' or 'halves', got {mode!r}.")
     out = {}
     for m, cells in zip(modalities, orders, strict=True):
-        adata = mdata.mod[m][cells].copy()
+        adata = _subset(mdata.mod[m], cells)
         adata.obs[CELL_ID_OBS_KEY] = adata.obs_names.astype(str)
         adata.obs_names = [f"{c}_{m}" for c in adata.obs_names]
         out[m] = adata

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._checks import as_finite_matrix, check_same_space
+from ..tl._knn import check_distance_range
 
 __all__ = ["foscttm", "foscttm_maxfuse", "foscttm_per_cell"]
 
@@ -66,6 +67,8 @@ def _validate_pair(
             f"y.shape={ya.shape}."
         )
     check_same_space(xa, ya, "x", "y")
+    check_distance_range(xa, "x")
+    check_distance_range(ya, "y")
     if xa.shape[0] == 0:
         raise ValueError("`x` and `y` must contain at least one cell.")
     if n_dims is not None:
@@ -180,8 +183,9 @@ def foscttm_per_cell(
     Raises
     ------
     ValueError
-        If the inputs are not 2-D, contain NaN/Inf, have different shapes, or
-        (for ``metric="pearson"``) contain constant rows.
+        If the inputs are not 2-D, contain NaN/Inf or values so large that squared
+        distances overflow, have different shapes, or (for ``metric="pearson"``) contain
+        constant rows.
 
     Examples
     --------
@@ -244,7 +248,8 @@ def foscttm(
     Raises
     ------
     ValueError
-        If the inputs are not 2-D, contain NaN/Inf or have different shapes.
+        If the inputs are not 2-D, contain NaN/Inf or values so large that squared
+        distances overflow, or have different shapes.
 
     Examples
     --------

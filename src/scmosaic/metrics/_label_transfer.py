@@ -9,6 +9,7 @@ from sklearn.metrics import f1_score
 
 from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
 from ..tl import knn_transfer
+from ..tl._knn import check_distance_range
 
 __all__ = ["anchor_precision", "label_transfer_accuracy"]
 
@@ -77,6 +78,8 @@ def label_transfer_accuracy(
     la = as_labels(labels_a, "labels_a", a.shape[0])
     lb = as_labels(labels_b, "labels_b", b.shape[0])
     check_same_space(a, b, "emb_a", "emb_b")
+    check_distance_range(a, "emb_a")
+    check_distance_range(b, "emb_b")
 
     def _direction(
         ref: np.ndarray, ref_lab: np.ndarray, qry: np.ndarray, qry_lab: np.ndarray

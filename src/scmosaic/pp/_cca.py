@@ -23,8 +23,8 @@ from ._cca_algebra import (
     unit_rows,
 )
 from ._docs import shared_docs
-from ._embedding import log_normalized_adata, pca_embedding
-from ._inputs import get_matrix, two_modalities
+from ._embedding import column_range, log_normalized_adata, pca_embedding
+from ._inputs import check_n_cells, check_number, get_matrix, two_modalities
 from ._neighbors import KnnMethod, averaging_operator, check_knn_method
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,14 @@ def _write_scores(
 
 
 def _check_cca_options(
-    init: str, n_components: int, pivot_fraction: float, n_iterations: int, n_neighbors: int
+    init: str,
+    n_components: int,
+    n_pcs: int,
+    pivot_fraction: float,
+    n_iterations: int,
+    n_neighbors: int,
+    regularization: float,
+    smooth_neighbors: int,
 ) -> None:
     if init == "none":
         raise NotImplementedError(
@@ -120,12 +127,23 @@ def _check_cca_options(
         )
     if init not in ("links", "labels"):
         raise ValueError(f"init must be 'links', 'labels' or 'none', got {init!r}.")
-    if n_components < 1:
-        raise ValueError(f"n_components must be >= 1, got {n_components}.")
-    if not 0 < pivot_fraction <= 1:
+    for name, value in (("n_components", n_components), ("n_pcs", n_pcs)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+    check_number(pivot_fraction, "pivot_fraction", positive=True)
+    if pivot_fraction > 1:
         raise ValueError(f"pivot_fraction must be in (0, 1], got {pivot_fraction}.")
-    if n_iterations < 0 or n_neighbors < 1:
-        raise ValueError("n_iterations must be >= 0 and n_neighbors >= 1.")
+    for name, value, low in (
+        ("n_iterations", n_iterations, 0),
+        ("n_neighbors", n_neighbors, 1),
+        ("smooth_neighbors", smooth_neighbors, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    check_number(regularization, "regularization")
+
+
+_NORMALIZED_HINT = ", or pass normalized=True to use the values as they are"
 
 
 def _reduced(
@@ -140,8 +158,25 @@ def _reduced(
     """PCA embeddings ``U_a`` and ``U_b`` (float64), checked to have ``n_components``."""
     reduced = []
     for m in mods:
-        x = get_matrix(mdata.mod[m], layer, m, counts=not normalized)
-        u = pca_embedding(x, n_pcs, normalized=normalized, seed=seed)
+        if mdata.mod[m].n_vars < 2:
+            raise ValueError(
+                f"Modality {m!r} has {mdata.mod[m].n_vars} feature(s); its PCA needs at least 2."
+            )
+        x = get_matrix(
+            mdata.mod[m],
+            layer,
+            m,
+            counts=not normalized,
+            caller="cca_links",
+            layer_arg="layer",
+            alternative=_NORMALIZED_HINT,
+        )
+        u = pca_embedding(x, n_pcs, normalized=normalized, seed=seed, name=f"modality {m!r}")
+        if not np.any(u):
+            raise ValueError(
+                f"The cells of modality {m!r} do not differ (after normalisation every "
+                "feature is constant): there is no variation for the CCA to correlate."
+            )
         reduced.append(np.asarray(u, dtype=np.float64))
     u_a, u_b = reduced
     if n_components > min(u_a.shape[1], u_b.shape[1]):
@@ -193,6 +228,10 @@ def cca_links(
     (e.g. ``scmosaic.SCMODAL.setup_mudata`` with these keys). The returned summary is also
     stored in ``.uns["scmosaic_cca"]`` of both modalities. Nothing else in ``mdata``
     changes. Memory O(n r + r^2) and O((n_a + n_b) n_neighbors): no ``n_a x n_b`` matrix.
+    Unless ``normalized``, the matrices must be raw counts: values that look
+    log-normalised already raise a ``ValueError``, other non-integer values (e.g.
+    ambient-corrected counts) a ``UserWarning``. A backed modality
+    (``mudata.read_h5mu(path, backed=True)``) is read into memory for the PCA.
 
     Parameters
     ----------
@@ -258,7 +297,9 @@ def cca_links(
     KeyError
         A modality, the linked features or the label column is missing.
     ValueError
-        Too few pivots, no shared label, or ``n_components`` larger than the data allow.
+        Too few pivots, no shared label, ``n_components`` larger than the data allow, a
+        modality of fewer than two cells, an all-zero, non-finite or (unless ``normalized``)
+        negative or log-normalised matrix, or an invalid option.
     NotImplementedError
         ``init="none"``.
 
@@ -270,8 +311,19 @@ def cca_links(
     >>> mdata["rna"].obsm["X_cca"].shape, mdata["adt"].obsm["X_cca"].shape
     """
     mods = two_modalities(mdata, modalities, "CCA")
-    _check_cca_options(init, n_components, pivot_fraction, n_iterations, n_neighbors)
+    _check_cca_options(
+        init,
+        n_components,
+        n_pcs,
+        pivot_fraction,
+        n_iterations,
+        n_neighbors,
+        regularization,
+        smooth_neighbors,
+    )
     check_knn_method(knn_method)  # a bad value fails here, before any work
+    for m in mods:
+        check_n_cells(mdata.mod[m], m, "cca_links")
     # Pivots first: cheap checks before the reductions.
     if init == "links":
         *pivots, keys = _link_pivots(mdata, mods, linked_keys, n_neighbors, knn_method, seed)
@@ -349,7 +401,15 @@ def _shared_features(
 
 def _shared_block(adata: ad.AnnData, mod: str, layer, normalized: bool, features):
     """Log-normalised shared-feature block (float64, sparse kept), normalised on all features."""
-    counts = get_matrix(adata, layer, mod, counts=not normalized)
+    counts = get_matrix(
+        adata,
+        layer,
+        mod,
+        counts=not normalized,
+        caller="diagonal_cca",
+        layer_arg="layer",
+        alternative=_NORMALIZED_HINT,
+    )
     x = log_normalized_adata(counts, normalized).X[:, adata.var_names.get_indexer(features)]
     return (
         sparse.csr_matrix(x, dtype=np.float64) if sparse.issparse(x) else np.asarray(x, np.float64)
@@ -426,6 +486,13 @@ def diagonal_cca(
         )
     x_a = _shared_block(adata_a, mods[0], layer, normalized, features)
     x_b = _shared_block(adata_b, mods[1], layer, normalized, features)
+    for mod, x in zip(mods, (x_a, x_b), strict=True):
+        low, high = column_range(x)
+        if np.all(low == high):  # a zero operator: ARPACK refuses it
+            raise ValueError(
+                f"The cells of modality {mod!r} do not differ in the {p} shared features "
+                "(after normalisation each is constant): there is nothing to correlate."
+            )
     u, s, v = diagonal_svd(x_a, x_b, n_components, seed)
     if l2_normalize:
         u, v = unit_rows(u), unit_rows(v)

@@ -194,7 +194,8 @@ def gene_activity(
     KeyError
         No annotation, a missing annotation column or a missing layer.
     ValueError
-        No annotated peak is in ``atac.var_names`` after filtering, or invalid counts.
+        No annotated peak is in ``atac.var_names`` after filtering, or invalid counts
+        (negative, non-finite, all zero, or log-normalised: gene activity sums raw counts).
 
     Examples
     --------
@@ -212,7 +213,7 @@ def gene_activity(
     """
     if multi_gene not in ("all", "nearest"):
         raise ValueError(f"multi_gene must be 'all' or 'nearest', got {multi_gene!r}.")
-    counts = get_matrix(atac, layer, "atac")
+    counts = get_matrix(atac, layer, "atac", caller="gene_activity", layer_arg="layer")
     table = _annotation_table(atac, annotation, gene_key, peak_key)
     table = _filtered_pairs(
         table, gene_key, distance_key, peak_type_key, peak_types, max_distance, multi_gene

@@ -16,7 +16,14 @@ from ._adt_table import load_adt_gene_table, match_proteins
 from ._docs import shared_docs
 from ._embedding import pca_embedding
 from ._group_sums import group_sum_selector
-from ._inputs import get_matrix, two_modalities
+from ._inputs import (
+    check_n_cells,
+    check_number,
+    get_matrix,
+    row_chunks,
+    to_memory,
+    two_modalities,
+)
 from ._neighbors import KnnMethod, averaging_operator, check_knn_method
 
 logger = logging.getLogger(__name__)
@@ -69,12 +76,24 @@ def _name_pairs(names_a: pd.Index, names_b: pd.Index) -> tuple[list, pd.DataFram
 
 
 def _sum_columns(counts, groups: list[list[int]]) -> np.ndarray:
-    """Dense (cells x len(groups)) matrix, column k the sum of the count columns groups[k]."""
+    """Dense (cells x len(groups)) matrix, column k the sum of the count columns groups[k].
+
+    A backed ``counts`` is read in chunks of rows.
+    """
     members = [j for g in groups for j in g]
     group_of = [k for k, g in enumerate(groups) for _ in g]
     selector = group_sum_selector(members, group_of, counts.shape[1], len(groups), np.float64)
-    out = counts @ selector
-    return np.asarray(out.toarray() if sparse.issparse(out) else out, dtype=np.float64)
+    blocks = []
+    for chunk in row_chunks(counts):
+        out = chunk @ selector
+        blocks.append(np.asarray(out.toarray() if sparse.issparse(out) else out, np.float64))
+    return blocks[0] if len(blocks) == 1 else np.vstack(blocks)
+
+
+def _library_sizes(counts) -> np.ndarray:
+    """Total count of each cell (float64), a backed ``counts`` read in chunks of rows."""
+    sums = [np.asarray(chunk.sum(1), dtype=np.float64).ravel() for chunk in row_chunks(counts)]
+    return sums[0] if len(sums) == 1 else np.concatenate(sums)
 
 
 def _log1p_to_target(block: np.ndarray, library: np.ndarray, target: float) -> np.ndarray:
@@ -94,21 +113,57 @@ def _normalized_blocks(
         return tuple(_log1p_to_target(b, b.sum(1), target) for b in blocks)
     if normalization == "library":
         return tuple(
-            _log1p_to_target(b, np.asarray(c.sum(1), dtype=np.float64).ravel(), 1e4)
-            for c, b in zip(counts, blocks, strict=True)
+            _log1p_to_target(b, _library_sizes(c), 1e4) for c, b in zip(counts, blocks, strict=True)
         )
-    raise ValueError(f"normalization must be 'reference' or 'library', got {normalization!r}.")
+    raise AssertionError(normalization)  # checked by _check_link_options
 
 
 _SMOOTHING_PCS = 30
 _SMOOTHING_CLIP = 10.0  # as sc.pp.scale(max_value=10)
 
 
-def _smoothed(block: np.ndarray, counts, n_neighbors: int, knn_method: KnnMethod) -> np.ndarray:
+def _smoothed(
+    block: np.ndarray, counts, n_neighbors: int, knn_method: KnnMethod, modality: str
+) -> np.ndarray:
     """``block`` averaged over each cell's nearest cells in a PCA of all the counts."""
+    if counts.shape[1] < 2:
+        raise ValueError(
+            f"Modality {modality!r} has {counts.shape[1]} feature(s): the smoothing's PCA needs "
+            "at least 2; pass smooth_neighbors=0."
+        )
     # CSR whatever the input: the PCA then stays sparse, memory O(nnz)
-    pcs = pca_embedding(sparse.csr_matrix(counts), _SMOOTHING_PCS, clip=_SMOOTHING_CLIP)
+    counts = sparse.csr_matrix(to_memory(counts))
+    pcs = pca_embedding(counts, _SMOOTHING_PCS, clip=_SMOOTHING_CLIP, name=f"modality {modality!r}")
     return averaging_operator(pcs, n_neighbors, knn_method) @ block
+
+
+def _check_link_options(
+    by: str,
+    normalization: str,
+    smooth_neighbors: int,
+    multi_gene: str,
+    min_target_sum: float,
+    clip: float | None,
+    knn_method: str,
+) -> None:
+    """Every option of :func:`link_features` checked before any data are read."""
+    choices = {
+        "by": (by, ("table", "names")),
+        "normalization": (normalization, ("reference", "library")),
+        "multi_gene": (multi_gene, ("pairs", "sum")),
+    }
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+    if isinstance(smooth_neighbors, bool) or not isinstance(smooth_neighbors, int | np.integer):
+        raise ValueError(f"`smooth_neighbors` must be an int >= 0, got {smooth_neighbors!r}.")
+    if smooth_neighbors < 0:
+        raise ValueError(
+            f"`smooth_neighbors` must be >= 0 (0 or 1: no smoothing), got {smooth_neighbors}."
+        )
+    check_number(min_target_sum, "min_target_sum")
+    check_number(clip, "clip", allow_none=True)  # 0: no clip, as zscore
+    check_knn_method(knn_method)
 
 
 @shared_docs
@@ -136,7 +191,10 @@ def link_features(
     ``mdata.mod[mod_b].obsm[key_b]`` (default keys ``"linked_<mod_b>"`` and
     ``"linked_<mod_a>"``, which :meth:`~scmosaic.SCMODAL.setup_mudata` uses for a link
     ``(mod_a, mod_b)``). Nothing else in ``mdata`` changes. Run it on the raw data, before
-    highly variable gene selection drops linked genes.
+    highly variable gene selection drops linked genes: values that look log-normalised
+    already raise a ``ValueError``, other non-integer values (e.g. ambient-corrected counts)
+    a ``UserWarning``. A backed modality (``mudata.read_h5mu(path, backed=True)``) is read
+    in chunks of rows; the smoothing's PCA reads all its counts into memory.
 
     Parameters
     ----------
@@ -188,14 +246,26 @@ def link_features(
     ``"linked"``, ``"gene_not_in_data"``, ``"ignored"``, ``"unmatched"`` (table) or
     ``"not_in_other"`` (names).
 
+    Raises
+    ------
+    KeyError
+        A modality, the counts layer or the ``gene_symbols`` column is missing.
+    ValueError
+        No feature links, a modality of fewer than two cells, counts that are all zero,
+        negative, non-finite or log-normalised, or an invalid option.
+
     Examples
     --------
     >>> report = scmosaic.pp.link_features(mdata, "adt", "rna")
     >>> report["status"].value_counts()
     """
     two_modalities(mdata, (mod_a, mod_b), "link_features")
-    check_knn_method(knn_method)
+    _check_link_options(
+        by, normalization, smooth_neighbors, multi_gene, min_target_sum, clip, knn_method
+    )
     adata_a, adata_b = mdata.mod[mod_a], mdata.mod[mod_b]
+    for mod, adata in ((mod_a, adata_a), (mod_b, adata_b)):
+        check_n_cells(adata, mod, "link_features")
     names_b = adata_b.var_names
     if gene_symbols is not None:
         if gene_symbols not in adata_b.var:
@@ -203,10 +273,8 @@ def link_features(
         names_b = pd.Index(adata_b.var[gene_symbols].astype(str))
     if by == "table":
         columns, report = _table_pairs(adata_a.var_names, names_b, table, multi_gene)
-    elif by == "names":
-        columns, report = _name_pairs(adata_a.var_names, names_b)
     else:
-        raise ValueError(f"by must be 'table' or 'names', got {by!r}.")
+        columns, report = _name_pairs(adata_a.var_names, names_b)
     status_counts = report["status"].value_counts().to_dict()
     if not columns:
         raise ValueError(
@@ -215,13 +283,16 @@ def link_features(
         )
     logger.info("Linked %s-%s: %d columns; %s", mod_a, mod_b, len(columns), status_counts)
 
-    counts = get_matrix(adata_a, counts_layer, mod_a), get_matrix(adata_b, counts_layer, mod_b)
+    counts = tuple(
+        get_matrix(adata, counts_layer, mod, caller="link_features", in_memory=False)
+        for mod, adata in ((mod_a, adata_a), (mod_b, adata_b))
+    )
     blocks = tuple(_sum_columns(c, [col[side] for col in columns]) for side, c in enumerate(counts))
     blocks = _normalized_blocks(counts, blocks, normalization, min_target_sum)
     if smooth_neighbors > 1:
         blocks = tuple(
-            _smoothed(b, c, smooth_neighbors, knn_method)
-            for b, c in zip(blocks, counts, strict=True)
+            _smoothed(b, c, smooth_neighbors, knn_method, mod)
+            for b, c, mod in zip(blocks, counts, (mod_a, mod_b), strict=True)
         )
     names = [c[2] for c in columns]
     keys = key_a or linked_obsm_key(mod_b), key_b or linked_obsm_key(mod_a)

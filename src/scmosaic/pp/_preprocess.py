@@ -8,22 +8,31 @@ from typing import Literal
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scanpy as sc
 from mudata import MuData
 from scipy import sparse
 
-from .._checks import get_modality
+from .._checks import check_positive_int, get_modality
 from .._keys import COUNTS_LAYER, PREPROCESS_UNS_KEY
-from ._inputs import get_matrix
+from ._embedding import column_range
+from ._inputs import check_n_cells, check_number, get_matrix
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["rna", "adt", "atac"]
+_KINDS = ("rna", "adt", "atac")
 _KIND_BY_NAME = {
     "rna": "rna", "gex": "rna", "gene": "rna", "genes": "rna", "expression": "rna",
     "adt": "adt", "prot": "adt", "protein": "adt", "proteins": "adt", "cite": "adt",
     "atac": "atac", "peaks": "atac", "gene_activity": "atac", "activity": "atac",
 }  # fmt: skip
+
+
+_ALREADY_NORMALISED = (
+    ", or skip preprocess and register the log-normalised values directly: "
+    "SCMODAL.setup_mudata(mdata, ..., layers={{{m!r}: '<layer>'}}) (None for .X)"
+)
 
 
 def infer_kind(modality: str) -> str:
@@ -35,6 +44,50 @@ def infer_kind(modality: str) -> str:
             f"kinds={{{modality!r}: 'rna' | 'adt' | 'atac'}}."
         )
     return kind
+
+
+def _check_options(kinds: dict, n_top_genes, target_sum) -> None:
+    for m, kind in kinds.items():
+        if kind not in _KINDS:
+            raise ValueError(f"kinds[{m!r}] must be one of {_KINDS}, got {kind!r}.")
+    if n_top_genes is not None:
+        check_positive_int(n_top_genes, "n_top_genes")
+    check_number(target_sum, "target_sum", positive=True, allow_none=True)
+
+
+_KEEP_ALL = "pass n_top_genes=None to keep all features"
+_MIN_VARYING = 4
+"""Fewest varying features Seurat v3's loess fit runs on (with fewer, scikit-misc crashes)."""
+
+
+def _highly_variable(adata: ad.AnnData, n_top_genes: int, modality: str) -> ad.AnnData:
+    """``adata`` restricted to its ``n_top_genes`` highly variable features (Seurat v3)."""
+    low, high = column_range(adata.layers[COUNTS_LAYER])
+    n_varying = int(np.count_nonzero(low != high))
+    fix = _KEEP_ALL
+    if n_varying < _MIN_VARYING:
+        raise ValueError(
+            f"Modality {modality!r}: highly variable feature selection (Seurat v3, a loess fit "
+            f"of variance on mean) needs at least {_MIN_VARYING} features that vary across the "
+            f"cells, but {n_varying} of {adata.n_vars} do; {fix}."
+        )
+    try:
+        sc.pp.highly_variable_genes(
+            adata, n_top_genes=n_top_genes, flavor="seurat_v3", layer=COUNTS_LAYER
+        )
+    except ValueError as err:  # the loess fit fails on few cells or few distinct means
+        raise ValueError(
+            f"Modality {modality!r}: highly variable feature selection (Seurat v3) failed on "
+            f"{adata.n_obs} cells with {n_varying} varying features ({err}); {fix}."
+        ) from err
+    return adata[:, adata.var["highly_variable"].to_numpy()].copy()
+
+
+def _renamed_rows(values, index: pd.Index):
+    """A copy of an ``.obsm`` entry; a DataFrame gets the (string) cell names as its index."""
+    if isinstance(values, pd.DataFrame):
+        return values.set_axis(index, axis=0)  # set_axis copies
+    return values.copy()
 
 
 def preprocess(
@@ -56,7 +109,12 @@ def preprocess(
     The input is not modified. In the returned MuData each modality has ``.X`` = the
     log-normalised values, ``.layers["counts"]`` = the raw counts, ``.var["highly_variable"]``
     (RNA/ATAC) and ``.uns["scmosaic_preprocess"]`` = the parameters; ``.obs`` and ``.obsm``
-    (e.g. linked features) are kept.
+    (e.g. linked features) are kept; cell names become strings, as AnnData expects. A
+    backed modality (``mudata.read_h5mu(path, backed=True)``) is read into memory.
+
+    The counts must be raw: values that look log-normalised already (non-integer, at most
+    20) raise a ``ValueError``, other non-integer values (e.g. ambient-corrected counts) a
+    ``UserWarning``.
 
     Parameters
     ----------
@@ -78,6 +136,14 @@ def preprocess(
     -------
     A new MuData with the processed modalities.
 
+    Raises
+    ------
+    KeyError
+        A modality or the counts layer is missing.
+    ValueError
+        Empty, all-zero, negative, non-finite or log-normalised counts, a modality of one
+        cell when highly variable features are selected, or an invalid option.
+
     Examples
     --------
     >>> mdata = scmosaic.datasets.hao2021_pbmc_cite()
@@ -85,30 +151,36 @@ def preprocess(
     """
     modalities = list(modalities or mdata.mod)
     kinds = dict(kinds or {})
+    _check_options(kinds, n_top_genes, target_sum)
     out = {}
     for m in modalities:
         src = get_modality(mdata, m)
         if src.n_obs == 0 or src.n_vars == 0:
             raise ValueError(f"Modality {m!r} is empty ({src.n_obs} x {src.n_vars}).")
         kind = kinds.get(m) or infer_kind(m)
-        counts = get_matrix(src, counts_layer, m)
+        counts = get_matrix(
+            src, counts_layer, m, caller="preprocess", alternative=_ALREADY_NORMALISED.format(m=m)
+        )
+        select_hvg = kind in ("rna", "atac") and n_top_genes is not None
+        select_hvg = select_hvg and src.n_vars > n_top_genes
+        if select_hvg:
+            check_n_cells(src, m, "highly variable feature selection", fix=f"; {_KEEP_ALL}")
         counts = (
             counts.astype(np.float32)
             if sparse.issparse(counts)
             else sparse.csr_matrix(counts, dtype=np.float32)
         )
+        obs = src.obs.copy()
+        obs.index = obs.index.astype(str)  # AnnData's cell names are strings
         adata = ad.AnnData(
             X=sparse.csr_matrix(counts, copy=True),
-            obs=src.obs.copy(),
+            obs=obs,
             var=src.var.copy(),
-            obsm={k: v.copy() for k, v in src.obsm.items()},
+            obsm={k: _renamed_rows(v, obs.index) for k, v in src.obsm.items()},
         )
         adata.layers[COUNTS_LAYER] = counts.copy()
-        if kind in ("rna", "atac") and n_top_genes is not None and adata.n_vars > n_top_genes:
-            sc.pp.highly_variable_genes(
-                adata, n_top_genes=n_top_genes, flavor="seurat_v3", layer=COUNTS_LAYER
-            )
-            adata = adata[:, adata.var["highly_variable"].to_numpy()].copy()
+        if select_hvg:
+            adata = _highly_variable(adata, n_top_genes, m)
         sc.pp.normalize_total(adata, target_sum=target_sum)
         sc.pp.log1p(adata)
         adata.uns.pop("log1p", None)

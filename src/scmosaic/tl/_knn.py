@@ -10,6 +10,25 @@ from sklearn.neighbors import NearestNeighbors
 from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
 
 
+def check_distance_range(arr: np.ndarray, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` if squared distances of its rows could overflow.
+
+    Squared Euclidean distances between rows of ``d`` columns with values of absolute value at
+    most ``m`` are at most ``4 d m^2``; beyond float64's range they become ``inf`` / ``NaN``
+    and neighbour ranks (kNN votes, FOSCTTM) would be silently wrong.
+    """
+    if arr.size == 0:
+        return
+    limit = np.sqrt(np.finfo(np.float64).max / (4 * arr.shape[1]))
+    largest = float(np.abs(arr).max())
+    if largest > limit:
+        raise ValueError(
+            f"`{name}` has values up to {largest:.3g}: squared distances between its rows "
+            f"would overflow float64 (limit {limit:.3g} for {arr.shape[1]} dimensions). "
+            "Rescale the embedding."
+        )
+
+
 def knn_transfer(
     ref_emb: ArrayLike,
     ref_labels: ArrayLike,
@@ -66,6 +85,8 @@ def knn_transfer(
     check_positive_int(chunk_size, "chunk_size")
     ref = as_finite_matrix(ref_emb, "ref_emb")
     query = as_finite_matrix(query_emb, "query_emb")
+    check_distance_range(ref, "ref_emb")
+    check_distance_range(query, "query_emb")
     labels = as_labels(ref_labels, "ref_labels", ref.shape[0])
     check_same_space(ref, query, "ref_emb", "query_emb")
     keep = ~pd.isna(labels)
