@@ -359,3 +359,25 @@ def test_same_seed_two_threads_identical_latents():
     assert not torch.are_deterministic_algorithms_enabled()  # the global setting is restored
     for m in ("rna", "adt"):
         np.testing.assert_array_equal(runs[0][m], runs[1][m])
+
+
+def test_readme_steps_print_no_library_noise(capfd, tmp_path):
+    """mudata's pull_on_update notice and scvi-tools' INFO lines are not shown to users."""
+    import warnings
+
+    import scmosaic
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mdata = scmosaic.datasets.hao2021_pbmc_cite()
+        scmosaic.pp.link_features(mdata, "adt", "rna")
+        mdata = scmosaic.pp.preprocess(mdata)
+        SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=[("rna", "adt")])
+        model = SCMODAL(mdata, **SMALL)
+        model.train(max_steps=2, **TRAIN)
+        model.save(tmp_path / "m")
+        SCMODAL.load(tmp_path / "m", adata=mdata)
+    assert not [w for w in caught if "pull" in str(w.message)], [str(w.message) for w in caught]
+    captured = capfd.readouterr()
+    for noise in ("Using column names", "already downloaded", "Generating sequential"):
+        assert noise not in captured.out + captured.err

@@ -5,8 +5,9 @@ from __future__ import annotations
 from importlib.resources import as_file, files
 from pathlib import Path
 
-import mudata as md
 from mudata import MuData
+
+from .._mudata import read_mudata
 
 _FILE = "hao2021_pbmc_cite_subset.h5mu"
 
@@ -39,6 +40,6 @@ def hao2021_pbmc_cite(path: str | Path | None = None) -> MuData:
     >>> mdata["adt"].obs["celltype"].value_counts()
     """
     if path is not None:
-        return md.read_h5mu(path)
+        return read_mudata(path)
     with as_file(files("scmosaic.datasets").joinpath("data", _FILE)) as bundled:
-        return md.read_h5mu(bundled)
+        return read_mudata(bundled)

@@ -12,6 +12,7 @@ from mudata import MuData
 
 from .._checks import get_modality
 from .._keys import CELL_ID_OBS_KEY
+from .._mudata import new_mudata
 
 
 def _subset(adata: AnnData, cells: np.ndarray) -> AnnData:
@@ -102,7 +103,7 @@ def hide_pairing(
         adata.obs[CELL_ID_OBS_KEY] = adata.obs_names.astype(str)
         adata.obs_names = [f"{c}_{m}" for c in adata.obs_names]
         out[m] = adata
-    return MuData(out)
+    return new_mudata(out)
 
 
 def pairing_order(mdata: MuData, mod_a: str = "rna", mod_b: str = "adt") -> np.ndarray:

@@ -65,9 +65,24 @@ def _drop_advertisements(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(_LIGHTNING_NOISE)
 
 
-def _drop_column_name_notice(record: logging.LogRecord) -> bool:
-    # scvi-tools names the columns of unnamed .obsm arrays; nothing for a user to act on.
-    return not str(record.msg).startswith("Generating sequential column names")
+def _drop_info(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
+@contextmanager
+def _scvi_info_hidden() -> Iterator[None]:
+    """Hide scvi-tools' INFO lines (column names of .obsm arrays, "already downloaded" on
+    load): nothing for a user to act on. Its warnings are kept."""
+    # scvi-tools logs through module loggers below "scvi", whose handlers print them:
+    # logger filters do not apply to propagated records, handler filters do.
+    handlers = logging.getLogger("scvi").handlers
+    for handler in handlers:
+        handler.addFilter(_drop_info)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_drop_info)
 
 
 def _trains_on_cpu(accelerator: str) -> bool:
@@ -399,12 +414,8 @@ class SCMODAL(BaseModelClass):
             setup_method_args=setup_method_args,
             validation_checks=AnnDataManagerValidationCheck(check_fully_paired_mudata=False),
         )
-        scvi_logger = logging.getLogger("scvi")
-        scvi_logger.addFilter(_drop_column_name_notice)
-        try:
+        with _scvi_info_hidden():
             adata_manager.register_fields(mdata, **kwargs)
-        finally:
-            scvi_logger.removeFilter(_drop_column_name_notice)
         cls.register_manager(adata_manager)
 
     @classmethod
@@ -426,7 +437,7 @@ class SCMODAL(BaseModelClass):
                 f"No saved SCMODAL in {str(dir_path)!r}: expected {Path(dir_path) / 'model.pt'}, "
                 "written by model.save(dir_path)."
             )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _scvi_info_hidden():
             # scvi-tools compares the concatenated var_names in order; scmosaic matches
             # each modality's features by name below and says what is missing.
             warnings.filterwarnings(

@@ -15,6 +15,7 @@ from scipy import sparse
 
 from .._checks import check_positive_int, get_modality
 from .._keys import COUNTS_LAYER, PREPROCESS_UNS_KEY
+from .._mudata import new_mudata
 from ._embedding import column_range
 from ._inputs import check_n_cells, check_number, get_matrix
 
@@ -191,4 +192,4 @@ def preprocess(
         }
         out[m] = adata
         logger.info("Preprocessed %s (%s): %d cells x %d features", m, kind, *adata.shape)
-    return MuData(out)
+    return new_mudata(out)

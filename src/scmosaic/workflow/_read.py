@@ -9,6 +9,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._mudata import new_mudata, read_mudata
 from ._errors import InputError, OptionsError, as_input_error
 from ._options import PACKAGED_TABLE, WorkflowOptions
 
@@ -97,12 +98,11 @@ def check_table_file(table: Any) -> None:
 def _read_files(files: InputFiles) -> dict[str, Any]:
     """Every modality of the input files as an AnnData."""
     import anndata as ad
-    import mudata as md
 
     if files.mudata is not None:
         logger.info("Reading %s", files.mudata)
         try:
-            mdata = md.read_h5mu(files.mudata)
+            mdata = read_mudata(files.mudata)
         except Exception as err:  # h5py, anndata and mudata raise many kinds
             raise InputError(f"cannot read {files.mudata} as .h5mu: {err}") from err
         if not mdata.mod:
@@ -181,7 +181,6 @@ def read(files: InputFiles, options: WorkflowOptions) -> tuple[MuData, bool]:
     InputError
         An unreadable file, a missing modality, layer or labels key, an empty modality.
     """
-    from mudata import MuData
 
     adatas = _read_files(files)
     modalities = options.pair(adatas, files.name)
@@ -189,4 +188,4 @@ def read(files: InputFiles, options: WorkflowOptions) -> tuple[MuData, bool]:
     for m, adata in adatas.items():
         _check_modality(m, adata, files.mudata or files.h5ad[m], options)
     renamed = _unique_obs_names(adatas, files) if files.mudata is None else False
-    return MuData(adatas), renamed
+    return new_mudata(adatas), renamed
