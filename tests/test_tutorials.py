@@ -10,6 +10,7 @@ TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("*.i
 # Tutorials that read data from ../shared/data rather than the bundled subset.
 SHARED_INPUTS = {
     "rna_atac_gene_activity": ("muon_multiome_pbmc_tiny", "test_rna_atac.h5mu"),
+    "mosaic_batches_pairs": ("midas_hao2021_pbmc_mosaic", "quickstart_pbmc_mosaic.h5mu"),
 }
 
 
