@@ -557,11 +557,13 @@ def report(folder: Path) -> str:
         "MIDAS's quick-start data (Hao 2021 PBMC: p1_0 RNA only, p2_0 ADT only, p3_0 + p4_0 "
         "paired). Medians over seeds, [min–max] in brackets. Higher is better except "
         "FOSCTTM and wall time. scmosaic: default preset and training length, 1 torch "
-        "thread, CPU; MIDAS: `scmidas.integrate` quick-start settings, CPU, 1 thread. "
+        "thread, CPU; MIDAS: the steps of `scmidas.integrate` with its quick-start settings "
+        "(65 epochs, batch size 128), CPU, 1 thread. "
         "scib-metrics 0.5.10 Benchmarker without PCR comparison, no min-max scaling; "
         "`cells`: one code per cell (a paired cell's two codes averaged; MIDAS's joint "
         "code), `stacked`: both modalities' codes as separate rows (scmosaic only). "
-        "Regenerate with `python benchmarks/mosaic.py --report`.",
+        "Wall times are of one run on a 2-core machine shared with other jobs: a rough "
+        "guide, not speed numbers. Regenerate with `python benchmarks/mosaic.py --report`.",
         "",
         "## M1: all four batches (label transfer between the RNA-only and ADT-only donors)",
         "",
