@@ -71,7 +71,8 @@ def test_batches_registered_and_used():
     assert model.layout.batches == (("p", "r"), ("a", "p"))
     assert model.layout.batch_categories == ("p", "r", "a")
     assert set(model.module.batch_discriminators) == {"rna", "adt"}  # two batches each
-    assert model.module.encoders["rna"][0].in_features == 30 + 3
+    assert model.module.encoder_batch_offsets["rna"].weight.shape == (3, 32)  # one row per batch
+    assert model.module.decoder_batch_offsets["adt"].num_embeddings == 3
     assert "_scvi_batch_rna" in mdata["rna"].obs  # the documented key scvi-tools writes
     model.train(max_steps=10, **TRAIN)
     assert np.isfinite(model.history["loss_batch"].to_numpy(dtype=float)).all()

@@ -25,6 +25,9 @@ PREPROCESS_UNS_KEY = "scmosaic_preprocess"
 GENE_ACTIVITY_UNS_KEY = "scmosaic_gene_activity"
 """``.uns`` key of the settings recorded by :func:`scmosaic.pp.gene_activity`."""
 
+QUERY_UNS_KEY = "scmosaic_query"
+"""``.uns`` key of the feature report written by :meth:`SCMODAL.prepare_query_mudata`."""
+
 COUNTS_LAYER = "counts"
 """Layer in which :func:`scmosaic.pp.preprocess` keeps the raw counts."""
 

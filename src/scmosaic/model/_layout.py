@@ -49,9 +49,16 @@ class Link:
         )
 
 
-def parse_links(links: Sequence[Sequence[str]], modalities: Sequence[str]) -> tuple[Link, ...]:
+def parse_links(
+    links: Sequence[Sequence[str]], modalities: Sequence[str], allow_empty: bool = False
+) -> tuple[Link, ...]:
     """Normalise user links (``(a, b)`` or ``(a, b, key_a, key_b)``) to :class:`Link` records."""
-    if isinstance(links, str) or not isinstance(links, Sequence) or len(links) == 0:
+    if isinstance(links, str) or not isinstance(links, Sequence):
+        raise ValueError(
+            "links must be a non-empty list such as [('rna', 'adt')] or "
+            "[('rna', 'adt', 'linked_adt', 'linked_rna')]."
+        )
+    if len(links) == 0 and not allow_empty:
         raise ValueError(
             "links must be a non-empty list such as [('rna', 'adt')] or "
             "[('rna', 'adt', 'linked_adt', 'linked_rna')]."
@@ -126,12 +133,19 @@ class DataLayout:
     ``batches`` holds, per modality, its batch categories in the order of its registry codes
     (empty without a batch key); the global batch index of a cell is the position of its
     category in :attr:`batch_categories`, the ordered union over modalities.
+
+    A query layout (:meth:`SCMODAL.load_query_data`) holds the modalities the query has
+    (one is enough), the reference's links between them (for paired cells), no linked
+    features (``query=True``), and the reference's batches as ``known_batches``: they keep
+    their global indices and the query's new batches come after them.
     """
 
     modalities: tuple[str, ...]
     links: tuple[Link, ...]
     batch_key: str | None = None
     batches: tuple[tuple[str, ...], ...] = ()
+    known_batches: tuple[str, ...] = ()
+    query: bool = False
 
     @classmethod
     def from_setup(
@@ -140,15 +154,26 @@ class DataLayout:
         links: Sequence[Sequence[str]],
         batch_key: str | None = None,
         batches: Mapping[str, Sequence[str]] | None = None,
+        known_batches: Sequence[str] = (),
+        query: bool = False,
     ) -> DataLayout:
         """Parse the arguments of ``setup_mudata`` (``batches``: categories per modality)."""
         per_modality = tuple(tuple(str(c) for c in (batches or {}).get(m, ())) for m in modalities)
-        return cls(tuple(modalities), parse_links(links, modalities), batch_key, per_modality)
+        return cls(
+            tuple(modalities),
+            parse_links(links, modalities, allow_empty=query),
+            batch_key,
+            per_modality,
+            tuple(str(c) for c in known_batches),
+            query,
+        )
 
     @property
     def batch_categories(self) -> tuple[str, ...]:
-        """Every batch of every modality, in order of first appearance."""
-        return tuple(dict.fromkeys(c for cats in self.batches for c in cats))
+        """Known batches, then every batch of every modality, in order of first appearance."""
+        return tuple(
+            dict.fromkeys([*self.known_batches, *(c for cats in self.batches for c in cats)])
+        )
 
     def modality_batches(self, modality: str) -> list[int]:
         """Global indices of the batches of ``modality``, in its registry-code order."""
@@ -160,7 +185,7 @@ class DataLayout:
     def registry_keys(self, modality: str) -> list[str]:
         """Registry keys of ``modality``: features, its side of each link, then its batch."""
         keys = [features_registry_key(modality)]
-        for link in self.links:
+        for link in () if self.query else self.links:
             keys += [registry for mod, _, registry in link.sides if mod == modality]
         if self.batch_key:
             keys.append(batch_registry_key(modality))
@@ -180,7 +205,8 @@ class DataLayout:
         """
         x = {m: tensors[m][features_registry_key(m)] for m in self.modalities}
         linked = [
-            tuple(tensors[mod][registry] for mod, _, registry in link.sides) for link in self.links
+            tuple(tensors[mod][registry] for mod, _, registry in link.sides)
+            for link in (() if self.query else self.links)
         ]
         batch = None
         if self.batch_key:

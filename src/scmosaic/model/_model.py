@@ -25,16 +25,19 @@ from .._choices import PresetName
 from .._keys import (
     JOINT_LATENT_OBSM_KEY,
     LATENT_OBSM_KEY,
+    QUERY_UNS_KEY,
     batch_registry_key,
     features_registry_key,
 )
+from .._mudata import new_mudata
 from .._stats import feature_mean_std
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
 from ._layout import DataLayout, Link
 from ._module import SCMODALModule
-from ._presets import default_max_steps, document_presets, get_preset, resolve
-from ._training_plan import SCMODALTrainingPlan
+from ._presets import QUERY_MAX_STEPS, default_max_steps, document_presets, get_preset, resolve
+from ._query import ReferenceParts, align_features, extend_batch_offsets, read_reference
+from ._training_plan import QueryTrainingPlan, SCMODALTrainingPlan
 from ._validation import validate_setup
 
 logger = logging.getLogger(__name__)
@@ -126,6 +129,23 @@ def _quiet_lightning() -> Iterator[None]:
         lightning_logger.removeFilter(_drop_advertisements)
 
 
+@contextmanager
+def _only_offsets_trainable(module, enabled: bool) -> Iterator[None]:
+    """Query mapping: no gradient for any weight but the batch offsets (restored after)."""
+    if not enabled:
+        yield
+        return
+    offsets = {id(p) for p in module.batch_offset_parameters()}
+    frozen = [p for p in module.parameters() if id(p) not in offsets and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
 # Training-preset settings that belong to the training plan.
 _PLAN_SETTINGS = ("lr", "weight_decay", "n_critic", "gradient_clip_norm")
 
@@ -156,7 +176,7 @@ def _registry_fields(layout: DataLayout, layers: dict) -> list:
     ]
     fields += [
         MuDataObsmField(registry, key, mod_key=mod, mod_required=True)
-        for link in layout.links
+        for link in (() if layout.query else layout.links)
         for mod, key, registry in link.sides
     ]
     if layout.batch_key:
@@ -177,6 +197,16 @@ def _log_start(trainer, n_iter: int) -> None:
         trainer.num_devices,
         device,
     )
+
+
+def _check_query_modalities(query: MuData, parts: ReferenceParts) -> None:
+    known = parts.setup_args["modalities"]
+    unknown = [m for m in query.mod if m not in known]
+    if unknown:
+        raise ValueError(
+            f"Query modalities {unknown} were never seen by the reference, which was trained "
+            f"on {list(known)}; drop them from the query (or rename them to the reference's)."
+        )
 
 
 def _check_registered(mdata) -> None:
@@ -268,6 +298,9 @@ class SCMODAL(BaseModelClass):
         unpaired, as scmosaic 0.1 did).
     seed
         Seed of the weight initialisation and of minibatch sampling.
+    reference_architecture
+        Set by :meth:`load_query_data` (and restored by :meth:`load`) for a query model: the
+        reference's modalities, features, links and batches. Leave it at ``None``.
 
     Examples
     --------
@@ -306,11 +339,18 @@ class SCMODAL(BaseModelClass):
         lambda_pair: float | None = None,
         use_pairs: bool = True,
         seed: int = 0,
+        reference_architecture: dict | None = None,
     ):
         _check_registered(mdata)
         super().__init__(mdata)
         self.preset = preset
         self.seed = seed
+        self.reference_architecture = reference_architecture
+        if self._setup_args.get("_query", False) != bool(reference_architecture):
+            raise ValueError(
+                "A query MuData is mapped with SCMODAL.load_query_data(query, reference), "
+                "and a model of its own needs SCMODAL.setup_mudata without _query."
+            )
         module_kwargs = resolve(
             get_preset(preset).module,
             n_latent=n_latent,
@@ -333,25 +373,36 @@ class SCMODAL(BaseModelClass):
             raise TypeError(f"use_pairs must be True or False, got {use_pairs!r}.")
         self.use_pairs = use_pairs
         layout = self.layout
+        if reference_architecture is None:
+            links = [(link.mod_a, link.mod_b) for link in layout.links]
+            modality_batches = {m: layout.modality_batches(m) for m in layout.modalities}
+        else:  # the reference's network; its weights are loaded by load_query_data / load
+            links = [tuple(link) for link in reference_architecture["links"]]
+            modality_batches = reference_architecture["modality_batches"]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = self._module_cls(
                 feature_statistics=self._feature_statistics(),
-                links=[(link.mod_a, link.mod_b) for link in layout.links],
+                links=links,
                 n_batches=len(layout.batch_categories) if layout.batch_key else 0,
-                modality_batches={m: layout.modality_batches(m) for m in layout.modalities},
+                modality_batches=modality_batches,
                 **module_kwargs,
             )
+        role = "query model" if reference_architecture else f"{preset} preset"
         self._model_summary_string = (
-            f"SCMODAL ({preset} preset) of {', '.join(self.modalities)} with "
-            f"{len(self.links)} link(s); latent {module_kwargs['n_latent']}, "
+            f"SCMODAL ({role}) of {', '.join(self.module.modalities)} with "
+            f"{len(links)} link(s); latent {module_kwargs['n_latent']}, "
             f"hidden {module_kwargs['n_hidden']}."
         )
         self.init_params_ = self._get_init_params(locals())
         self.n_iterations_trained_ = 0
         # Saved with the model (scvi-tools saves attributes ending in "_"): new data are
         # matched to these names, whatever their order.
-        self.trained_features_ = self._registered_features()
+        self.trained_features_ = (
+            self._registered_features()
+            if reference_architecture is None
+            else {m: list(v) for m, v in reference_architecture["features"].items()}
+        )
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -362,6 +413,7 @@ class SCMODAL(BaseModelClass):
         links: Sequence[Sequence[str]],
         layers: dict[str, str | None] | None = None,
         batch_key: str | None = None,
+        _query: bool = False,
         **kwargs,
     ) -> None:
         """Register the modalities, linked features and batches of ``mdata``.
@@ -395,6 +447,9 @@ class SCMODAL(BaseModelClass):
             one modality or several. A column only in ``mdata.obs`` must first be copied to
             the modalities (``mdata.pull_obs([batch_key])``). Missing labels and batches of
             one cell are refused.
+        _query
+            Register a query for :meth:`load_query_data`, which sets it (one modality is
+            enough and no linked features are read).
         **kwargs
             Passed to :meth:`~scvi.data.AnnDataManager.register_fields`.
 
@@ -405,7 +460,7 @@ class SCMODAL(BaseModelClass):
         ... )
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        layout = DataLayout.from_setup(modalities, links, batch_key)
+        layout = DataLayout.from_setup(modalities, links, batch_key, query=_query)
         layers = dict(layers or {})
         validate_setup(mdata, layout, layers)
         fields = _registry_fields(layout, layers)
@@ -449,6 +504,124 @@ class SCMODAL(BaseModelClass):
             feature_order(model.adata.mod[m].var_names, model._trained_features(m), m)
         return model
 
+    # ---------------------------------------------------------- query mapping
+    @staticmethod
+    def prepare_query_mudata(query: MuData, reference: SCMODAL | str | Path) -> MuData:
+        """A copy of ``query`` whose modalities hold exactly the reference's features.
+
+        Each modality's features are matched to the reference's trained ones by name and put
+        in their order (``.X`` and every layer); features the query lacks are filled with
+        zeros (logged; a warning below 80% present). ``query`` itself is not changed.
+
+        Parameters
+        ----------
+        query
+            New cells, with any of the reference's modalities (one is enough), each with the
+            reference's ``batch_key`` column in ``.obs``.
+        reference
+            The trained reference model, or the folder it was saved to.
+
+        Returns
+        -------
+        A new MuData for :meth:`load_query_data`. Its ``.uns["scmosaic_query"]`` records,
+        per modality, how many of the reference's features it holds and which it lacked.
+
+        Raises
+        ------
+        ValueError
+            If a query modality is not one of the reference's, or shares no feature with it.
+        """
+        with _scvi_info_hidden():
+            parts = read_reference(reference)
+        if not isinstance(query, MuData):
+            raise TypeError(f"query must be a MuData, got {type(query).__name__}.")
+        _check_query_modalities(query, parts)
+        modalities, report = {}, {}
+        for m in parts.setup_args["modalities"]:
+            if m not in query.mod:
+                continue
+            trained = parts.trained_features[m]
+            modalities[m], missing = align_features(query.mod[m], trained, m)
+            report[m] = {"n_features": len(trained), "missing": missing}
+        prepared = new_mudata(modalities)
+        prepared.uns[QUERY_UNS_KEY] = report
+        return prepared
+
+    @classmethod
+    def load_query_data(cls, query: MuData, reference: SCMODAL | str | Path) -> SCMODAL:
+        """A query model: the reference's network, extended to the query's new batches.
+
+        As scArches does for scvi-tools' models, the registry of the reference is transferred
+        to ``query``, each new batch (of the reference's ``batch_key``) gets its own offset in
+        the first layer of every encoder and decoder, set to zero, and every reference weight
+        is frozen: :meth:`train` then fits only the new offsets, on the query's cells alone (a
+        few hundred iterations), and codes of reference cells stay exactly what the reference
+        gives them. A query may hold any of the reference's modalities, with or without
+        paired cells.
+
+        Parameters
+        ----------
+        query
+            New cells, prepared by :meth:`prepare_query_mudata` (each modality holds the
+            reference's features in its order). It is registered as ``setup_mudata`` does,
+            which writes ``.obs["_scvi_batch_<m>"]`` of its modalities.
+        reference
+            The trained reference model (trained with ``batch_key``), or the folder it was
+            saved to.
+
+        Returns
+        -------
+        The query model. Its :meth:`get_latent_representation` embeds query cells (and,
+        given their MuData, reference cells) in the reference's latent space.
+
+        Examples
+        --------
+        >>> query = scmosaic.SCMODAL.prepare_query_mudata(new_mdata, "reference_model/")
+        >>> query_model = scmosaic.SCMODAL.load_query_data(query, "reference_model/")
+        >>> query_model.train()
+        >>> latent = query_model.get_latent_representation()
+        """
+        with _scvi_info_hidden():
+            parts = read_reference(reference)
+        if not isinstance(query, MuData):
+            raise TypeError(f"query must be a MuData, got {type(query).__name__}.")
+        if not parts.batch_key:
+            raise ValueError(
+                "The reference was trained without batch_key, so it has no batch offsets to "
+                "fit for new samples. Embed the query directly with "
+                "reference.get_latent_representation(query), or train the reference with "
+                "SCMODAL.setup_mudata(..., batch_key=...)."
+            )
+        _check_query_modalities(query, parts)
+        present = [m for m in parts.setup_args["modalities"] if m in query.mod]
+        for m in present:
+            if list(query.mod[m].var_names) != parts.trained_features[m]:
+                raise ValueError(
+                    f"Query modality {m!r} does not hold the reference's "
+                    f"{len(parts.trained_features[m])} features in their order; prepare it "
+                    "with SCMODAL.prepare_query_mudata(query, reference) first."
+                )
+        layers = parts.setup_args.get("layers") or {}
+        cls.setup_mudata(
+            query,
+            modalities=present,
+            links=[link for link in parts.links if link[0] in present and link[1] in present],
+            layers={m: layer for m, layer in layers.items() if m in present},
+            batch_key=parts.batch_key,
+            _query=True,
+        )
+        model = cls(query, **parts.model_kwargs(), reference_architecture=parts.architecture())
+        model.module.load_state_dict(extend_batch_offsets(parts.state_dict, model.module.n_batches))
+        known = set(parts.architecture()["batch_categories"])
+        new = [c for c in model.layout.batch_categories if c not in known]
+        logger.info(
+            "Query of %s: %d new batch(es) %s to fit, reference weights frozen.",
+            ", ".join(f"{m} ({query.mod[m].n_obs} cells)" for m in present),
+            len(new),
+            new[:5],
+        )
+        return model
+
     @classmethod
     def setup_anndata(cls, *args, **kwargs):
         """Not supported: SCMODAL needs a MuData with one AnnData per modality."""
@@ -470,7 +643,15 @@ class SCMODAL(BaseModelClass):
                 m: self.adata_manager.get_state_registry(batch_registry_key(m)).categorical_mapping
                 for m in args["modalities"]
             }
-        return DataLayout.from_setup(args["modalities"], args["links"], batch_key, batches)
+        known = (self.reference_architecture or {}).get("batch_categories", ())
+        return DataLayout.from_setup(
+            args["modalities"],
+            args["links"],
+            batch_key,
+            batches,
+            known_batches=known,
+            query=args.get("_query", False),
+        )
 
     @property
     def modalities(self) -> list[str]:
@@ -483,7 +664,16 @@ class SCMODAL(BaseModelClass):
         return list(self.layout.links)
 
     def _feature_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per-feature mean and std (ddof=1, 0 -> 1) of each registered modality."""
+        """Per-feature mean and std (ddof=1, 0 -> 1) of each registered modality.
+
+        A query model gets placeholders of the reference's sizes: its statistics are the
+        reference's, loaded with the weights.
+        """
+        if self.reference_architecture:
+            return {
+                m: (np.zeros(len(names)), np.ones(len(names)))
+                for m, names in self.reference_architecture["features"].items()
+            }
         return {
             m: feature_mean_std(self.adata_manager.get_from_registry(features_registry_key(m)))
             for m in self.modalities
@@ -582,8 +772,24 @@ class SCMODAL(BaseModelClass):
             batch_size=batch_size,
             **{k: plan_settings.pop(k, None) for k in _PLAN_SETTINGS},
         )
-        n_iter = self._n_iterations(settings["max_steps"], settings["batch_size"])
         self._check_registered_features()
+        if self.reference_architecture:
+            # Query mapping: a short fit of the new batches' offsets, one step per iteration.
+            n_iter = QUERY_MAX_STEPS if max_steps in (None, "auto") else int(max_steps)
+            plan = QueryTrainingPlan(
+                self.module,
+                links=[(link.mod_a, link.mod_b) for link in self.layout.links],
+                n_known_batches=len(self.reference_architecture["batch_categories"]),
+                lr=settings["lr"],
+                **plan_settings,
+            )
+            steps_per_iteration = 1
+        else:
+            n_iter = self._n_iterations(settings["max_steps"], settings["batch_size"])
+            plan = self._training_plan_cls(
+                self.module, **{k: settings[k] for k in _PLAN_SETTINGS}, **plan_settings
+            )
+            steps_per_iteration = 1 + settings["n_critic"]
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
         data_module = self._data_module_cls(
             self.adata_manager,
@@ -598,22 +804,23 @@ class SCMODAL(BaseModelClass):
                 pairs=self._pairs() if self.use_pairs else None,
             ),
         )
-        plan = self._training_plan_cls(
-            self.module, **{k: settings[k] for k in _PLAN_SETTINGS}, **plan_settings
-        )
         _check_accelerator(accelerator)
         _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
         deterministic = _trains_on_cpu(accelerator) if deterministic is None else deterministic
         # Inference leaves the module in eval mode; Lightning would warn about it.
         self.module.train()
-        with _quiet_lightning(), _deterministic(deterministic):
+        with (
+            _quiet_lightning(),
+            _deterministic(deterministic),
+            _only_offsets_trainable(self.module, bool(self.reference_architecture)),
+        ):
             runner = TrainRunner(
                 self,
                 training_plan=plan,
                 data_splitter=data_module,
                 max_epochs=math.ceil(n_iter / iterations_per_epoch),
                 # Lightning counts optimiser steps: 1 + n_critic per iteration.
-                max_steps=n_iter * (1 + settings["n_critic"]),
+                max_steps=n_iter * steps_per_iteration,
                 accelerator=accelerator,
                 devices=devices,
                 **trainer_kwargs,
@@ -702,10 +909,23 @@ class SCMODAL(BaseModelClass):
         return x.to(self.device), None if batch is None else batch.to(self.device)
 
     def _check_modality(self, modality: str, role: str) -> None:
-        if modality not in self.modalities:
+        if modality not in self.module.modalities:
             raise ValueError(
-                f"{role} modality {modality!r} is not registered; registered: {self.modalities}."
+                f"{role} modality {modality!r} is not one the model was trained on: "
+                f"{self.module.modalities}."
             )
+
+    def _modalities_of(self, mdata: MuData | None) -> list[str]:
+        """The model's modalities that ``mdata`` holds (default: the registered ones)."""
+        if mdata is None:
+            return self.modalities
+        present = [m for m in self.module.modalities if m in getattr(mdata, "mod", {})]
+        if not present:
+            raise ValueError(
+                f"The MuData has none of the model's modalities {self.module.modalities}; "
+                f"it has {list(getattr(mdata, 'mod', {}))}."
+            )
+        return present
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -728,7 +948,7 @@ class SCMODAL(BaseModelClass):
             It may be backed (``mudata.read_h5mu(path, backed=True)``): cells are then read
             from disk ``batch_size`` at a time, so memory holds one chunk plus the output.
         modalities
-            Modalities to embed (default: all).
+            Modalities to embed (default: every modality of the model that ``mdata`` has).
         batch_size
             Cells per chunk.
         write_obsm
@@ -746,7 +966,7 @@ class SCMODAL(BaseModelClass):
         >>> sc.pp.neighbors(mdata["rna"], use_rep="X_scmodal")
         """
         self._check_if_trained(warn=True)
-        modalities = list(modalities or self.modalities)
+        modalities = list(modalities or self._modalities_of(mdata))
         for m in modalities:
             self._check_modality(m, "Requested")
         self.module.eval()

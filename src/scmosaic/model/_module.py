@@ -138,12 +138,11 @@ class SCMODALModule(BaseModuleClass):
         self.standardizers = nn.ModuleDict(
             {m: Standardizer(mean, std, clip) for m, (mean, std) in feature_statistics.items()}
         )
-        # With batches, encoders and decoders also read the one-hot batch of each cell.
         self.encoders = nn.ModuleDict(
-            {m: _mlp(d + n_batches, n_hidden, n_latent) for m, d in n_features.items()}
+            {m: _mlp(d, n_hidden, n_latent) for m, d in n_features.items()}
         )
         self.decoders = nn.ModuleDict(
-            {m: _mlp(n_latent + n_batches, n_hidden, d) for m, d in n_features.items()}
+            {m: _mlp(n_latent, n_hidden, d) for m, d in n_features.items()}
         )
         self.discriminators = nn.ModuleList(
             [_mlp(n_latent, n_hidden_discriminator, 1, n_hidden_layers=2) for _ in self.links]
@@ -158,26 +157,58 @@ class SCMODALModule(BaseModuleClass):
             local = torch.full((max(n_batches, 1),), -1, dtype=torch.long)
             local[torch.as_tensor(batches)] = torch.arange(len(batches))
             self.register_buffer(f"_local_batch_{m}", local, persistent=False)
+        # With batches, the first layer of every encoder and decoder adds a learned offset per
+        # batch: the same function as one-hot batch columns, but a new batch (query mapping)
+        # is a new row that leaves the computation for known batches unchanged to the bit.
+        self.encoder_batch_offsets = nn.ModuleDict(
+            {m: nn.Embedding(n_batches, n_hidden) for m in n_features} if n_batches else {}
+        )
+        self.decoder_batch_offsets = nn.ModuleDict(
+            {m: nn.Embedding(n_batches, n_hidden) for m in n_features} if n_batches else {}
+        )
         if init_std:
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
+        else:  # as PyTorch initialises the columns of a linear layer
+            for m, d in n_features.items():
+                for offsets, fan_in in (
+                    (self.encoder_batch_offsets, d + n_batches),
+                    (self.decoder_batch_offsets, n_latent + n_batches),
+                ):
+                    if m in offsets:
+                        bound = 1 / math.sqrt(fan_in)
+                        nn.init.uniform_(offsets[m].weight, -bound, bound)
 
     # ------------------------------------------------------------------ networks
     def generator_parameters(self) -> list[nn.Parameter]:
         """Parameters of all encoders and decoders (one optimiser)."""
-        return [*self.encoders.parameters(), *self.decoders.parameters()]
+        return [
+            *self.encoders.parameters(),
+            *self.decoders.parameters(),
+            *self.batch_offset_parameters(),
+        ]
+
+    def batch_offset_parameters(self) -> list[nn.Parameter]:
+        """The per-batch offsets of encoders and decoders (row ``i``: global batch ``i``)."""
+        return [
+            *self.encoder_batch_offsets.parameters(),
+            *self.decoder_batch_offsets.parameters(),
+        ]
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         """Parameters of all link and batch discriminators (a second optimiser)."""
         return [*self.discriminators.parameters(), *self.batch_discriminators.parameters()]
 
-    def _with_batch(self, h: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-        """``h`` with the one-hot batch of each row appended (unchanged without batches)."""
+    def _conditioned(
+        self, mlp: nn.Sequential, offsets: nn.ModuleDict, modality: str, h, batch
+    ) -> torch.Tensor:
+        """``mlp(h)`` with each row's batch offset added after the first linear layer."""
         if not self.n_batches:
-            return h
+            return mlp(h)
         if batch is None:
             raise ValueError("This model was trained with batches: give each cell's batch.")
-        return torch.cat([h, F.one_hot(batch.long(), self.n_batches).to(h.dtype)], dim=1)
+        hidden = mlp[0](h) + offsets[modality](batch.long())
+        return mlp[1:](hidden)
 
     def encode(
         self, modality: str, x: torch.Tensor, batch: torch.Tensor | None = None
@@ -186,13 +217,17 @@ class SCMODALModule(BaseModuleClass):
         return self._encode_scaled(modality, self.standardizers[modality](x), batch)
 
     def _encode_scaled(self, modality: str, x_scaled: torch.Tensor, batch=None) -> torch.Tensor:
-        return self.encoders[modality](self._with_batch(x_scaled, batch))
+        return self._conditioned(
+            self.encoders[modality], self.encoder_batch_offsets, modality, x_scaled, batch
+        )
 
     def decode(
         self, modality: str, z: torch.Tensor, batch: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Features of ``modality`` generated from ``z``, in z-scored space."""
-        return self.decoders[modality](self._with_batch(z, batch))
+        return self._conditioned(
+            self.decoders[modality], self.decoder_batch_offsets, modality, z, batch
+        )
 
     def unscale(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Z-scored features of ``modality`` back in the registered (log) space."""
@@ -232,7 +267,7 @@ class SCMODALModule(BaseModuleClass):
         }
         terms.update(self._link_terms(z, tensors.linked, tensors.batch or {}))
         terms["batch"] = self._batch_confusion(z, tensors.batch or {})
-        terms["pair"] = self._pair_term(tensors.pairs, z)
+        terms["pair"] = self._pair_term(tensors.pairs, self.links)
         n_pairs = terms.pop("n_anchor_pairs")
         # Summed in the order of self.lambdas (adversarial first), as the reference does.
         total = sum(self.lambdas[name] * terms[name] for name in self.lambdas)
@@ -296,11 +331,38 @@ class SCMODALModule(BaseModuleClass):
             total = total - log_p.mean() - math.log(len(batches))
         return total
 
-    def _pair_term(self, pairs: Sequence[PairedCells | None], z: Mapping) -> torch.Tensor:
-        """Paired cells: equal codes in both modalities, and each modality decoded from the
-        other's code (cross-modal reconstruction)."""
-        total = z[self.modalities[0]].new_zeros(())
-        for (a, b), drawn in zip(self.links, pairs or [None] * len(self.links), strict=True):
+    def query_loss(self, tensors: MosaicBatch, links: Sequence[tuple[str, str]]) -> LossOutput:
+        """Loss of query mapping, on the query's modalities only: reconstruction of each, plus
+        the pair term over ``links`` (the reference's links between them) for paired cells.
+
+        No discriminator, anchor or geometric term: the reference's encoders and decoders are
+        frozen, and only the new batches' offsets learn from it.
+        """
+        batch = tensors.batch or {}
+        x = {m: self.standardizers[m](v) for m, v in tensors.x.items()}
+        terms = {
+            "reconstruction": sum(
+                mse(self.decode(m, self._encode_scaled(m, x[m], batch.get(m)), batch.get(m)), x[m])
+                for m in x
+            ),
+            "pair": self._pair_term(tensors.pairs, links),
+        }
+        total = self.lambdas["reconstruction"] * terms["reconstruction"]
+        total = total + self.lambdas["pair"] * terms["pair"]
+        return LossOutput(
+            loss=total,
+            reconstruction_loss=terms["reconstruction"].detach(),
+            n_obs_minibatch=tensors.n_obs,
+            extra_metrics={f"loss_{name}": value.detach() for name, value in terms.items()},
+        )
+
+    def _pair_term(
+        self, pairs: Sequence[PairedCells | None], links: Sequence[tuple[str, str]]
+    ) -> torch.Tensor:
+        """Paired cells of ``links``: equal codes in both modalities, and each modality decoded
+        from the other's code (cross-modal reconstruction)."""
+        total = self.standardizers[self.modalities[0]].mean.new_zeros(())
+        for (a, b), drawn in zip(links, pairs or [None] * len(links), strict=True):
             if drawn is None:
                 continue
             x_a = self.standardizers[a](drawn.x_a)

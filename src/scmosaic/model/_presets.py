@@ -102,6 +102,8 @@ PRESETS: dict[PresetName, Preset] = {
 }
 
 PASSES_OVER_DATA = 625
+# Iterations of query mapping (load_query_data), which trains only the new batches' offsets.
+QUERY_MAX_STEPS = 200
 MIN_STEPS, MAX_STEPS = 1_000, 2_000
 
 

@@ -107,3 +107,59 @@ class SCMODALTrainingPlan(TrainingPlan):
 
     def validation_step(self, batch, batch_idx):  # no validation split for unpaired data
         return None
+
+
+class QueryTrainingPlan(SCMODALTrainingPlan):
+    """Query mapping: only the offsets of the query's new batches are trained.
+
+    Every reference weight, including the offsets of the reference's own batches (rows below
+    ``n_known_batches``), keeps its value exactly: their gradients are zeroed before each
+    Adam step, and Adam without weight decay leaves a parameter whose gradients were always
+    zero unchanged. The loss is :meth:`SCMODALModule.query_loss`.
+
+    Parameters
+    ----------
+    module
+        The query model's module (the reference's weights with rows for the new batches).
+    links
+        The reference's links between the query's modalities, as ``(mod_a, mod_b)``; their
+        paired cells enter the pair term.
+    n_known_batches
+        Number of reference batches (the first rows of every offset table).
+    lr
+        Adam learning rate.
+    betas
+        Adam betas.
+    """
+
+    def __init__(
+        self,
+        module: SCMODALModule,
+        *,
+        links: list[tuple[str, str]],
+        n_known_batches: int,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ):
+        super().__init__(
+            module, lr=lr, weight_decay=0.0, n_critic=0, gradient_clip_norm=0.0, betas=betas
+        )
+        self.links = [tuple(link) for link in links]
+        self.n_known_batches = n_known_batches
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(
+            self.module.batch_offset_parameters(), lr=self.lr, betas=self.betas, weight_decay=0.0
+        )
+
+    def training_step(self, batch: MosaicBatch, batch_idx: int):
+        optimizer = self.optimizers()
+        out = self.module.query_loss(batch, self.links)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(out.loss)
+        for parameter in self.module.batch_offset_parameters():
+            if parameter.grad is not None:
+                parameter.grad[: self.n_known_batches] = 0
+        optimizer.step()
+        self.n_iterations += 1
+        self._log_iteration(out, None)

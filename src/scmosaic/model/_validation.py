@@ -46,8 +46,10 @@ def validate_setup(mdata: MuData, layout: DataLayout, layers: dict) -> None:
     if not isinstance(mdata, MuData):
         raise TypeError(f"SCMODAL needs a MuData, got {type(mdata).__name__}.")
     modalities = layout.modalities
-    if len(modalities) < 2 or len(set(modalities)) != len(modalities):
-        raise ValueError(f"Give at least two distinct modalities, got {list(modalities)}.")
+    # A query mapped onto a trained model may hold a single modality.
+    fewest = 1 if layout.query else 2
+    if len(modalities) < fewest or len(set(modalities)) != len(modalities):
+        raise ValueError(f"Give at least {fewest} distinct modalities, got {list(modalities)}.")
     unknown_layers = set(layers) - set(modalities)
     if unknown_layers:
         raise ValueError(
@@ -55,7 +57,7 @@ def validate_setup(mdata: MuData, layout: DataLayout, layers: dict) -> None:
         )
     for m in modalities:
         _check_modality(mdata, m, layers.get(m))
-    for link in layout.links:
+    for link in () if layout.query else layout.links:
         _check_link(mdata, link)
     if layout.batch_key is not None:
         for m in modalities:
