@@ -1,4 +1,4 @@
-"""`scmosaic integrate`: files in, integrated MuData and JSON summary out; exit codes."""
+"""`scmosaic integrate` and `scmosaic map`: files in, MuData and JSON summary out; exit codes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_mosaic
 from scipy import sparse
 
 from scmosaic.__main__ import main
@@ -333,13 +334,16 @@ def test_parsing_and_usage_errors_import_no_heavy_library():
             main(["integrate", "--mudata", "a.h5mu", "--out", "o.h5mu"]),  # no --table
             main(["integrate", "--mudata", "a.h5mu", "--table", "t.csv", "--out", "o.h5mu",
                   "--kind", "x=protein"]),
+            main(["map", "--help"]),
+            main(["map", "--reference", "r", "--h5ad", "rna=a.h5ad", "--out", "o.h5mu",
+                  "--max-steps", "0"]),
         ]
         heavy = ("torch", "scvi", "lightning", "scanpy", "mudata", "anndata")
         print(codes, sorted(m for m in heavy if m in sys.modules))
         """
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2] []"
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2, 0, 2] []"
 
 
 def test_package_loads_submodules_on_first_use():
@@ -505,3 +509,174 @@ def test_quickstart_failed_write_leaves_nothing_and_overwrite_works(tmp_path, ca
     assert _listing(folder) == ["integrated.h5mu", "metrics.json", "umap.png"]
     assert json.loads((folder / "metrics.json").read_text())["iterations"] == 2
     assert md.read_h5mu(folder / "integrated.h5mu")["rna"].obsm["X_scmodal"].shape[0] == 800
+
+
+# ------------------------------------------------------------------------ scmosaic map
+MAP_FAST = ["--max-steps", "20", "--threads", "1", "--quiet"]
+
+
+def _query_file(path, seed, batch=True, drop=0):
+    """An RNA or ADT query of make_mosaic(seed) as integer counts; batches "q_r"/"q_p"."""
+    name = path.stem
+    adata = make_mosaic(seed=seed)[name].copy()
+    adata.X = sparse.csr_matrix(np.round(adata.X.toarray() * 3))
+    if batch:
+        adata.obs["batch"] = "q_" + adata.obs["batch"].astype(str)
+    else:
+        del adata.obs["batch"]
+    adata[:, drop:].copy().write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mapping(tmp_path_factory):
+    """A small reference trained with batch_key="batch" (saved), and query .h5ad files."""
+    from scmosaic import SCMODAL
+
+    root = tmp_path_factory.mktemp("map")
+    mdata = make_mosaic()
+    SCMODAL.setup_mudata(
+        mdata, ["rna", "adt"], links=[("rna", "adt", "linked", "linked")], batch_key="batch"
+    )
+    model = SCMODAL(mdata, n_latent=4, n_hidden=32, n_hidden_discriminator=32)
+    model.train(
+        max_steps=20,
+        batch_size=32,
+        enable_progress_bar=False,
+        iterations_per_epoch=10,
+        accelerator="cpu",
+    )
+    model.save(str(root / "reference"))
+    return {
+        "root": root,
+        "reference": root / "reference",
+        "rna": _query_file(root / "rna.h5ad", seed=1, drop=3),
+        "adt": _query_file(root / "adt.h5ad", seed=2, batch=False),
+    }
+
+
+def test_map_h5ad_onto_reference(mapping, tmp_path, capsys):
+    out = tmp_path / "res" / "mapped.h5mu"
+    args = ["map", "--reference", str(mapping["reference"]), "--h5ad", f"rna={mapping['rna']}"]
+    args += ["--out", str(out), "--save-model", str(tmp_path / "query_model"), *MAP_FAST[:-1]]
+    assert main(args) == 0
+    mdata = md.read_h5mu(out)
+    assert list(mdata.mod) == ["rna"]
+    latent = mdata["rna"].obsm["X_scmodal"]
+    assert latent.shape == (120, 4) and np.isfinite(latent).all()
+    assert mdata["rna"].n_vars == 30  # the reference's features, the 3 dropped ones as zeros
+    assert mdata.uns["scmosaic_query"]["rna"]["missing"] == 3
+    assert "counts" in mdata["rna"].layers  # preprocessed
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["reference"] == str(mapping["reference"].resolve())
+    assert summary["inputs"]["h5ad"]["rna"] == str(mapping["rna"].resolve())
+    assert summary["modalities"] == ["rna"] and summary["n_cells"] == {"rna": 120}
+    assert summary["n_features"] == {"rna": 30} and summary["features_missing"] == {"rna": 3}
+    assert summary["batch_key"] == "batch" and sorted(summary["new_batches"]) == ["q_p", "q_r"]
+    assert summary["training"]["iterations"] == 20 and summary["training"]["train_seconds"] > 0
+    assert summary["latent_key"] == "X_scmodal" and summary["scmosaic_version"]
+    assert summary["outputs"]["model"] == str((tmp_path / "query_model").resolve())
+    assert (tmp_path / "query_model" / "model.pt").exists()
+    captured = capsys.readouterr()
+    assert captured.out.startswith("mapped rna 120 cells onto ")
+    assert "2 new batches: q_p, q_r" in captured.out
+
+
+def test_map_batch_label_for_a_file_without_the_column(mapping, tmp_path, capsys):
+    out = tmp_path / "adt.h5mu"
+    base = ["map", "--reference", str(mapping["reference"]), "--h5ad", f"adt={mapping['adt']}"]
+    base += ["--out", str(out), *MAP_FAST]
+    assert main(base) == 3
+    err = capsys.readouterr().err
+    assert "modality 'adt'" in err and ".obs['batch']" in err and "--batch" in err
+    assert not out.exists()
+    assert main([*base, "--batch", "donor7"]) == 0
+    mdata = md.read_h5mu(out)
+    assert mdata["adt"].obsm["X_scmodal"].shape == (120, 4)
+    assert set(mdata["adt"].obs["batch"]) == {"donor7"}
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["new_batches"] == ["donor7"] and summary["batch"] == "donor7"
+    assert ad.read_h5ad(mapping["adt"]).obs.columns.tolist() == ["celltype", "cell_id"]
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("missing-reference", "reference folder not found: {missing}"),
+        ("no-model", "no saved model in reference folder {empty}"),
+        ("unknown-modality", "modality 'prot'"),
+        ("existing-output", "output {out} already exists"),
+    ],
+)
+def test_map_input_errors_exit_3(mapping, tmp_path, capsys, case, needle):
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "out": tmp_path / "o.h5mu"}
+    paths["empty"].mkdir()
+    reference = {"missing-reference": paths["missing"], "no-model": paths["empty"]}.get(
+        case, mapping["reference"]
+    )
+    name = "prot" if case == "unknown-modality" else "rna"
+    if case == "existing-output":
+        paths["out"].write_bytes(b"old")
+    before = _listing(tmp_path)
+    code = main(
+        ["map", "--reference", str(reference), "--h5ad", f"{name}={mapping['rna']}"]
+        + ["--out", str(paths["out"]), *MAP_FAST]
+    )
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scmosaic: error: ")
+    assert needle.format(**paths) in err[0]
+    assert _listing(tmp_path) == before
+    if case == "existing-output":
+        assert paths["out"].read_bytes() == b"old"
+
+
+def test_map_reference_without_batch_key_or_shared_features_exit_3(mapping, tmp_path, capsys):
+    from scmosaic import SCMODAL
+
+    mdata = make_mosaic(n_per_batch=20)
+    SCMODAL.setup_mudata(mdata, ["rna", "adt"], links=[("rna", "adt", "linked", "linked")])
+    model = SCMODAL(mdata, n_latent=4, n_hidden=32, n_hidden_discriminator=32)
+    model.train(max_steps=1, batch_size=16, enable_progress_bar=False, accelerator="cpu")
+    model.save(str(tmp_path / "no_batch"))
+    query = ["--h5ad", f"rna={mapping['rna']}", "--out", str(tmp_path / "o.h5mu"), *MAP_FAST]
+    assert main(["map", "--reference", str(tmp_path / "no_batch"), *query]) == 3
+    err = capsys.readouterr().err
+    assert f"reference {tmp_path / 'no_batch'} was trained without a batch key" in err
+    # a modality named as the reference's but with other features
+    adt_as_rna = ["--h5ad", f"rna={mapping['adt']}", "--batch", "x"]
+    args = ["map", "--reference", str(mapping["reference"]), *adt_as_rna]
+    assert main([*args, "--out", str(tmp_path / "o.h5mu"), *MAP_FAST]) == 3
+    assert "Query modality 'rna' shares no feature with the reference" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--h5ad", "rna=q.h5ad", "--out", "o.h5mu"],  # no --reference
+        ["--reference", "r", "--h5ad", "rna=q.h5ad"],  # no --out
+        ["--reference", "r", "--out", "o.h5mu"],  # no input
+        ["--reference", "r", "--h5ad", "rna=q.h5ad", "--out", "o.h5mu", "--max-steps", "0"],
+        ["--reference", "r", "--h5ad", "rna=q.h5ad", "--out", "o.h5mu", "--modalities"],
+        ["--reference", "r", "--mudata", "q.h5mu", "--out", "o.h5mu", "--modalities", "a", "a"],
+        ["--reference", "r", "--h5ad", "rna=q.h5ad", "--out", "o.h5mu", "--no-preprocess"]
+        + ["--layer", "counts"],
+    ],
+)
+def test_map_usage_errors_exit_2(args, capsys):
+    assert main(["map", *args]) == 2
+    assert "scmosaic map: error:" in capsys.readouterr().err
+
+
+def test_map_help_documents_options_and_exit_codes(capsys):
+    from scmosaic.model._presets import QUERY_MAX_STEPS
+
+    assert main(["map", "--help"]) == 0
+    text = capsys.readouterr().out
+    expected = ["--reference", "--mudata", "--h5ad", "--modalities", "--batch", "--preprocess"]
+    expected += ["--max-steps", "--seed", "--accelerator", "--out", "--summary", "--save-model"]
+    expected += ["--overwrite", "--verbose", "X_scmodal", "scmosaic_query", "exit codes"]
+    expected += ["scmosaic map --reference", f"(default: {QUERY_MAX_STEPS})"]
+    for option in expected:
+        assert option in text
+    assert "--preset" not in text

@@ -1,4 +1,4 @@
-"""Command line: ``scmosaic quickstart`` and ``scmosaic integrate`` (or ``python -m scmosaic``)."""
+"""Command line: ``scmosaic quickstart``, ``integrate`` and ``map`` (or ``python -m scmosaic``)."""
 
 from __future__ import annotations
 
@@ -53,18 +53,72 @@ outputs:
   SUMMARY (.json) inputs, modalities, cell counts, link source and report (number of
                  linked features), iterations, training seconds, final losses
                  (model.history), scmosaic version, output paths
+{outputs_note}
+{exit_codes}"""
+
+# Shared by the epilogs of integrate and map.
+_OUTPUTS_NOTE = """\
   An output that exists stops the run before any work, unless --overwrite. Outputs are
   written to hidden temporary files next to them and renamed into place once written,
   so a failed run leaves no truncated file.
+"""
 
+_EXIT_CODES = """\
 exit codes:
   0  success
   1  unexpected failure (rerun with --verbose for the traceback)
   2  usage error (bad or missing options)
-  3  input or data error (missing, unreadable or wrong-type file, unknown modality,
-     table or key, data that fail validation, an output that exists without
-     --overwrite or cannot be written); the message names the culprit
+  3  input or data error ({input_errors}); the message names the culprit
 """
+
+_MAP_EPILOG = """\
+examples:
+  # new RNA cells (raw counts, with the reference's batch column) onto a saved reference
+  scmosaic map --reference reference_model/ --h5ad rna=new_rna.h5ad --out mapped.h5mu
+
+  # files without the batch column: one batch label for all their cells; keep the model
+  scmosaic map --reference reference_model/ --h5ad rna=rna.h5ad --h5ad adt=adt.h5ad \\
+      --batch donor7 --save-model query_model/ --out mapped.h5mu
+
+  # one modality of a MuData file, 500 iterations on a GPU
+  scmosaic map --reference reference_model/ --mudata new.h5mu --modalities rna \\
+      --max-steps 500 --accelerator gpu --out mapped.h5mu
+
+reference:
+  a folder written by model.save(DIR) of an SCMODAL trained with
+  setup_mudata(..., batch_key=KEY). Each query modality must be one of the reference's
+  and have .obs[KEY] (or use --batch). Only the new batches' offsets are trained; the
+  reference's weights stay frozen, so query cells land in the reference's latent space.
+
+outputs:
+  OUT (.h5mu)    the query modalities as mapped: log-normalised (raw counts in
+                 .layers["counts"]) unless --no-preprocess, holding the reference's
+                 features in its order (those the query lacks are zeros, counted in
+                 .uns["scmosaic_query"]), latent codes in .obsm["X_scmodal"] of each
+  SUMMARY (.json) inputs, reference, modalities, cell counts, features missing per
+                 modality, batch key and new batches, iterations, training seconds,
+                 final losses, scmosaic version, output paths
+{outputs_note}
+{exit_codes}"""
+
+_INTEGRATE_EPILOG = _INTEGRATE_EPILOG.format(
+    outputs_note=_OUTPUTS_NOTE,
+    exit_codes=_EXIT_CODES.format(
+        input_errors="missing, unreadable or wrong-type file, unknown modality,\n"
+        "     table or key, data that fail validation, an output that exists without\n"
+        "     --overwrite or cannot be written"
+    ),
+)
+_MAP_EPILOG = _MAP_EPILOG.format(
+    outputs_note=_OUTPUTS_NOTE,
+    exit_codes=_EXIT_CODES.format(
+        input_errors="missing reference folder or model.pt, reference without\n"
+        "     batch key, missing, unreadable or wrong-type file, modality the input lacks or\n"
+        "     the reference never saw, missing batch column, no feature shared with the\n"
+        "     reference, an output that exists without --overwrite or cannot be\n"
+        "     written"
+    ),
+)
 
 _QUICKSTART_EPILOG = """\
 outputs (in --out):
@@ -96,29 +150,30 @@ def _name_kind(value: str) -> tuple[str, str]:
     return _name_value(value, "KIND")
 
 
-def _add_training_arguments(group, accelerator: bool = True) -> None:
-    """Options of the fit step, shared by both commands; values are checked by WorkflowOptions."""
-    group.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        metavar="N",
-        help="training iterations (default: the preset's; default preset 1,000-2,000 by data "
-        "size, reference preset 10,000)",
-    )
-    group.add_argument(
-        "--preset",
-        choices=get_args(PresetName),
-        default=WorkflowOptions.preset,
-        help="model preset: scmosaic's default or the published scMODAL reference values "
-        "(default: %(default)s)",
-    )
+def _add_training_arguments(
+    group,
+    accelerator: bool = True,
+    preset: bool = True,
+    max_steps_help: str = "training iterations (default: the preset's; default preset "
+    "1,000-2,000 by data size, reference preset 10,000)",
+    seed_help: str = "seed of weights, sampling, CCA",
+) -> None:
+    """Options of the fit step, shared by the commands; values are checked by their options."""
+    group.add_argument("--max-steps", type=int, default=None, metavar="N", help=max_steps_help)
+    if preset:
+        group.add_argument(
+            "--preset",
+            choices=get_args(PresetName),
+            default=WorkflowOptions.preset,
+            help="model preset: scmosaic's default or the published scMODAL reference values "
+            "(default: %(default)s)",
+        )
     group.add_argument(
         "--seed",
         type=int,
         default=WorkflowOptions.seed,
         metavar="N",
-        help="seed of weights, sampling, CCA (%(default)s)",
+        help=f"{seed_help} (%(default)s)",
     )
     group.add_argument(
         "--threads",
@@ -136,7 +191,8 @@ def _add_training_arguments(group, accelerator: bool = True) -> None:
         )
 
 
-def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_input_arguments(parser: argparse.ArgumentParser, query: bool = False) -> None:
+    """Input files, modalities, counts layer, kinds; ``query``: map's (any modalities)."""
     inputs = parser.add_argument_group("input (one of --mudata / --h5ad is required)")
     source = inputs.add_mutually_exclusive_group(required=True)
     source.add_argument("--mudata", metavar="PATH", help="input .h5mu file")
@@ -149,15 +205,31 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "treated as unpaired, names overlapping between files get a 'NAME:' prefix in the "
         "output, the files are not changed)",
     )
-    inputs.add_argument(
-        "--modalities",
-        nargs=2,
-        metavar=("A", "B"),
-        help="the two modalities to integrate (default: all, if there are exactly two)",
-    )
+    if query:
+        inputs.add_argument(
+            "--modalities",
+            nargs="+",
+            metavar="NAME",
+            help="the modalities to map, each one of the reference's (default: all)",
+        )
+        inputs.add_argument(
+            "--batch",
+            metavar="LABEL",
+            help="batch label for every query cell, written into the reference's batch-key "
+            "column (default: each modality's own column, which must exist)",
+        )
+    else:
+        inputs.add_argument(
+            "--modalities",
+            nargs=2,
+            metavar=("A", "B"),
+            help="the two modalities to integrate (default: all, if there are exactly two)",
+        )
     inputs.add_argument(
         "--layer",
-        help="layer with raw counts in both modalities (default: .X)",
+        help="layer with raw counts in every modality, read by preprocessing (default: .X)"
+        if query
+        else "layer with raw counts in both modalities (default: .X)",
     )
     inputs.add_argument(
         "--kind",
@@ -251,14 +323,57 @@ def _add_integrate(commands) -> argparse.ArgumentParser:
     _add_input_arguments(parser)
     _add_link_arguments(parser)
     training = parser.add_argument_group("preprocessing and training")
-    training.add_argument(
+    _add_preprocess_argument(
+        training,
+        "normalise + log1p + highly variable genes (scmosaic.pp.preprocess); with "
+        "--no-preprocess .X must already be log-normalised",
+    )
+    _add_training_arguments(training)
+    _add_output_arguments(parser)
+    return parser
+
+
+def _add_preprocess_argument(group, what: str) -> None:
+    group.add_argument(
         "--preprocess",
         action=argparse.BooleanOptionalAction,
         default=WorkflowOptions.preprocess,
-        help="normalise + log1p + highly variable genes (scmosaic.pp.preprocess); with "
-        "--no-preprocess .X must already be log-normalised. Default: --preprocess",
+        help=f"{what}. Default: --preprocess",
     )
-    _add_training_arguments(training)
+
+
+def _add_map(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "map",
+        help="Map new cells onto a saved reference model (query mapping).",
+        description="Map new cells (a query) onto a reference SCMODAL saved with\n"
+        "model.save(DIR): read the files, preprocess, select the reference's features,\n"
+        "train the new batches' offsets with the reference's weights frozen, and write\n"
+        "the query's latent codes and a JSON summary. Progress is logged to stderr.",
+        epilog=_MAP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--reference",
+        required=True,
+        metavar="DIR",
+        help="folder of the reference model (model.save(DIR), holding model.pt), trained "
+        "with a batch key",
+    )
+    _add_input_arguments(parser, query=True)
+    training = parser.add_argument_group("preprocessing and training")
+    _add_preprocess_argument(
+        training,
+        "normalise + log1p with all features kept (scmosaic.pp.preprocess), then the "
+        "reference's features are selected by name; with --no-preprocess .X must already "
+        "be preprocessed as the reference's data were",
+    )
+    _add_training_arguments(
+        training,
+        preset=False,
+        max_steps_help="training iterations of the new batches' offsets (default: 300)",
+        seed_help="seed of the minibatch sampling",
+    )
     _add_output_arguments(parser)
     return parser
 
@@ -333,10 +448,10 @@ def _error(message: str) -> None:
     print(f"scmosaic: error: {message}", file=sys.stderr)
 
 
-def _options(parser: argparse.ArgumentParser, **settings):
-    """The run's WorkflowOptions; a bad value is a usage error (exit code 2)."""
+def _options(parser: argparse.ArgumentParser, make: Callable[..., T] = WorkflowOptions, **settings):
+    """The run's options (``make(**settings)``); a bad value is a usage error (exit code 2)."""
     try:
-        return WorkflowOptions(**settings)
+        return make(**settings)
     except OptionsError as err:
         parser.error(str(err))
 
@@ -357,15 +472,18 @@ def _h5ad_files(parser: argparse.ArgumentParser, pairs: list[tuple[str, str]] | 
     return dict(pairs)
 
 
-def _report(summary: dict) -> None:
-    n_cells = ", ".join(f"{m} {n}" for m, n in summary["n_cells"].items())
+def _report(summary: dict, done: str) -> None:
+    """Print what a run did (``done``, then its iterations) and what it wrote."""
     print(
-        f"integrated {n_cells} cells with {summary['links']['n_linked_features']} linked "
-        f"features ({summary['links']['source']}); {summary['training']['iterations']} "
-        f"iterations in {summary['training']['train_seconds']:.0f} s\n"
+        f"{done}; {summary['training']['iterations']} iterations in "
+        f"{summary['training']['train_seconds']:.0f} s\n"
         f"wrote {summary['outputs']['mudata']} (.obsm[{summary['latent_key']!r}]) and "
         f"{summary['outputs']['summary']}"
     )
+
+
+def _cell_counts(summary: dict) -> str:
+    return ", ".join(f"{m} {n}" for m, n in summary["n_cells"].items())
 
 
 def _run(
@@ -429,7 +547,53 @@ def _integrate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         ),
     )
     if code == EXIT_OK and not args.quiet:
-        _report(summary)
+        links = summary["links"]
+        _report(
+            summary,
+            f"integrated {_cell_counts(summary)} cells with {links['n_linked_features']} "
+            f"linked features ({links['source']})",
+        )
+    return code
+
+
+def _map(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .workflow import MapOptions  # light: its module imports nothing heavy at the top
+
+    options = _options(
+        parser,
+        MapOptions,
+        modalities=args.modalities,
+        batch=args.batch,
+        kinds=dict(args.kind),
+        preprocess=args.preprocess,
+        layer=args.layer,
+        progress_bar=not args.quiet and sys.stderr.isatty(),
+        **_training_settings(args),
+    )
+    h5ad = _h5ad_files(parser, args.h5ad)
+    from .workflow import map_files
+
+    summary, code = _run(
+        parser,
+        args,
+        lambda: map_files(
+            args.reference,
+            args.out,
+            options,
+            mudata=args.mudata,
+            h5ad=h5ad,
+            summary=args.summary,
+            save_model=args.save_model,
+            overwrite=args.overwrite,
+        ),
+    )
+    if code == EXIT_OK and not args.quiet:
+        new = summary["new_batches"]
+        _report(
+            summary,
+            f"mapped {_cell_counts(summary)} cells onto {summary['reference']} "
+            f"({len(new)} new batch{'es' if len(new) != 1 else ''}: {', '.join(new) or '-'})",
+        )
     return code
 
 
@@ -468,8 +632,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="scmosaic", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = {"quickstart": _quickstart, "integrate": _integrate}
-    subparsers = {"quickstart": _add_quickstart(commands), "integrate": _add_integrate(commands)}
+    run = {"quickstart": _quickstart, "integrate": _integrate, "map": _map}
+    subparsers = {
+        "quickstart": _add_quickstart(commands),
+        "integrate": _add_integrate(commands),
+        "map": _add_map(commands),
+    }
     try:
         args = parser.parse_args(argv)
         return run[args.command](subparsers[args.command], args)

@@ -35,7 +35,15 @@ from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
 from ._layout import DataLayout, Link
 from ._module import SCMODALModule
-from ._presets import QUERY_MAX_STEPS, default_max_steps, document_presets, get_preset, resolve
+from ._presets import (
+    QUERY_LR,
+    QUERY_MAX_STEPS,
+    SKETCH_SIZE,
+    default_max_steps,
+    document_presets,
+    get_preset,
+    resolve,
+)
 from ._query import ReferenceParts, align_features, extend_batch_offsets, read_reference
 from ._training_plan import QueryTrainingPlan, SCMODALTrainingPlan
 from ._validation import validate_setup
@@ -612,6 +620,7 @@ class SCMODAL(BaseModelClass):
         )
         model = cls(query, **parts.model_kwargs(), reference_architecture=parts.architecture())
         model.module.load_state_dict(extend_batch_offsets(parts.state_dict, model.module.n_batches))
+        model.latent_sketch_ = parts.latent_sketch
         known = set(parts.architecture()["batch_categories"])
         new = [c for c in model.layout.batch_categories if c not in known]
         logger.info(
@@ -780,7 +789,9 @@ class SCMODAL(BaseModelClass):
                 self.module,
                 links=[(link.mod_a, link.mod_b) for link in self.layout.links],
                 n_known_batches=len(self.reference_architecture["batch_categories"]),
-                lr=settings["lr"],
+                lr=QUERY_LR if lr is None else lr,
+                reference_codes=self._reference_codes(),
+                seed=self.seed if seed is None else seed,
                 **plan_settings,
             )
             steps_per_iteration = 1
@@ -828,6 +839,35 @@ class SCMODAL(BaseModelClass):
             _log_start(runner.trainer, n_iter)
             runner()
         self.n_iterations_trained_ += plan.n_iterations
+        if not self.reference_architecture:
+            self.latent_sketch_ = self._latent_sketch()
+
+    @torch.inference_mode()
+    def _latent_sketch(self) -> dict[str, np.ndarray]:
+        """Codes of up to ``SKETCH_SIZE`` cells per modality (drawn with the model's seed).
+
+        Saved with the model: query mapping anchors new batches to them, so it needs neither
+        the reference data nor their features.
+        """
+        rng = np.random.default_rng(self.seed)
+        self.module.eval()
+        sketch = {}
+        for m in self.modalities:
+            n_obs = self.adata.mod[m].n_obs
+            rows = np.sort(rng.choice(n_obs, min(SKETCH_SIZE, n_obs), replace=False))
+            sketch[m] = self._encode(None, m, 2048, rows)[1].numpy()
+        return sketch
+
+    def _reference_codes(self) -> dict[str, torch.Tensor] | None:
+        """The reference's latent sketch, for the anchor term of query mapping."""
+        sketch = getattr(self, "latent_sketch_", None)
+        if not sketch:
+            logger.info(
+                "The reference has no latent sketch (saved by scmosaic < 0.2): the query is "
+                "mapped without anchors to the reference's codes."
+            )
+            return None
+        return {m: torch.as_tensor(np.asarray(codes)) for m, codes in sketch.items()}
 
     def _n_iterations(self, max_steps: int | str, batch_size: int) -> int:
         """Iterations to train: ``max_steps``, or the data-size rule for ``"auto"``."""
@@ -857,8 +897,11 @@ class SCMODAL(BaseModelClass):
                     f"trained order first: mdata.mod[{m!r}][:, model.trained_features_[{m!r}]]."
                 )
 
-    def _registered_rows(self, mdata: MuData | None, modality: str, chunk_size: int):
-        """The cells of ``modality`` in ``mdata`` and their trained features, in chunks.
+    def _registered_rows(
+        self, mdata: MuData | None, modality: str, chunk_size: int, rows: np.ndarray | None = None
+    ):
+        """The cells of ``modality`` in ``mdata`` (or its sorted ``rows``) and their trained
+        features and batches, in chunks.
 
         Features are matched to the trained ones by name; linked features are not read.
         """
@@ -867,11 +910,20 @@ class SCMODAL(BaseModelClass):
         layer = (self._setup_args["layers"] or {}).get(modality)
         matrix = registered_matrix(adata, layer, modality)
         batches = self._cell_batches(adata, modality)
+        if rows is not None:
+            matrix = matrix[rows]
+            batches = None if batches is None else batches[rows]
         chunks = (
             (x, None if batches is None else batches[i * chunk_size : (i + 1) * chunk_size])
             for i, x in enumerate(iterate_rows(matrix, columns, chunk_size))
         )
         return adata, chunks
+
+    def _encode(self, mdata, modality: str, chunk_size: int, rows=None) -> tuple:
+        """``(adata, codes)`` of the cells of ``modality`` (on the CPU), in chunks."""
+        adata, chunks = self._registered_rows(mdata, modality, chunk_size, rows)
+        codes = [self.module.encode(modality, *self._on_device(x, b)).cpu() for x, b in chunks]
+        return adata, torch.cat(codes) if codes else torch.zeros((0, self.module.n_latent))
 
     def _cell_batches(self, adata, modality: str) -> torch.Tensor | None:
         """Global batch index of each cell of ``adata`` (``None`` without a batch key)."""
@@ -972,9 +1024,8 @@ class SCMODAL(BaseModelClass):
         self.module.eval()
         latent = {}
         for m in modalities:
-            adata, chunks = self._registered_rows(mdata, m, batch_size)
-            codes = [self.module.encode(m, *self._on_device(x, b)).cpu() for x, b in chunks]
-            latent[m] = torch.cat(codes).numpy() if codes else np.zeros((0, self.module.n_latent))
+            adata, codes = self._encode(mdata, m, batch_size)
+            latent[m] = codes.numpy()
             if write_obsm:
                 adata.obsm[obsm_key] = latent[m]
         return latent

@@ -18,6 +18,7 @@ from ._losses import (
     gaussian_kernel,
     geometric_loss,
     mse,
+    mutual_nearest_neighbors,
     select_anchors,
 )
 
@@ -331,29 +332,43 @@ class SCMODALModule(BaseModuleClass):
             total = total - log_p.mean() - math.log(len(batches))
         return total
 
-    def query_loss(self, tensors: MosaicBatch, links: Sequence[tuple[str, str]]) -> LossOutput:
-        """Loss of query mapping, on the query's modalities only: reconstruction of each, plus
-        the pair term over ``links`` (the reference's links between them) for paired cells.
+    def query_loss(
+        self,
+        tensors: MosaicBatch,
+        links: Sequence[tuple[str, str]],
+        reference_codes: Mapping[str, torch.Tensor] | None = None,
+    ) -> LossOutput:
+        """Loss of query mapping, on the query's modalities only.
 
-        No discriminator, anchor or geometric term: the reference's encoders and decoders are
-        frozen, and only the new batches' offsets learn from it.
+        Reconstruction of each modality; the pair term over ``links`` (the reference's links
+        between the query's modalities) for paired cells; and, given ``reference_codes`` (codes
+        of reference cells of the same modality, per modality), the anchor term between each
+        query code and its mutual nearest reference codes (cosine, ``n_neighbors_mnn``), which
+        pulls the query's batches onto the reference. The reference's weights are frozen and
+        only the new batches' offsets learn from this loss.
         """
         batch = tensors.batch or {}
         x = {m: self.standardizers[m](v) for m, v in tensors.x.items()}
+        z = {m: self._encode_scaled(m, x[m], batch.get(m)) for m in x}
+        anchor = self.standardizers[self.modalities[0]].mean.new_zeros(())
+        n_pairs = 0
+        for m, reference in (reference_codes or {}).items():
+            idx_q, idx_r = mutual_nearest_neighbors(z[m], reference, self.n_neighbors_mnn)
+            n_pairs += idx_q.numel()
+            anchor = anchor + anchor_loss(z[m], reference, idx_q, idx_r)
         terms = {
-            "reconstruction": sum(
-                mse(self.decode(m, self._encode_scaled(m, x[m], batch.get(m)), batch.get(m)), x[m])
-                for m in x
-            ),
+            "reconstruction": sum(mse(self.decode(m, z[m], batch.get(m)), x[m]) for m in x),
             "pair": self._pair_term(tensors.pairs, links),
+            "anchor": anchor,
         }
-        total = self.lambdas["reconstruction"] * terms["reconstruction"]
-        total = total + self.lambdas["pair"] * terms["pair"]
+        total = sum(self.lambdas[name] * value for name, value in terms.items())
+        metrics = {f"loss_{name}": value.detach() for name, value in terms.items()}
+        metrics["n_anchor_pairs"] = torch.tensor(float(n_pairs))
         return LossOutput(
             loss=total,
             reconstruction_loss=terms["reconstruction"].detach(),
             n_obs_minibatch=tensors.n_obs,
-            extra_metrics={f"loss_{name}": value.detach() for name, value in terms.items()},
+            extra_metrics=metrics,
         )
 
     def _pair_term(

@@ -102,8 +102,13 @@ PRESETS: dict[PresetName, Preset] = {
 }
 
 PASSES_OVER_DATA = 625
-# Iterations of query mapping (load_query_data), which trains only the new batches' offsets.
-QUERY_MAX_STEPS = 200
+# Query mapping (load_query_data) trains only the new batches' offsets: a small, well-posed
+# fit that takes a larger learning rate than the whole network (benchmarks/query.py).
+QUERY_MAX_STEPS = 300
+QUERY_LR = 1e-2
+# Codes of at most this many cells per modality are kept with a trained model (its latent
+# sketch), to which query mapping anchors new batches without the reference data.
+SKETCH_SIZE = 5_000
 MIN_STEPS, MAX_STEPS = 1_000, 2_000
 
 

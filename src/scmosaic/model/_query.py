@@ -35,6 +35,7 @@ class ReferenceParts:
     init_params: dict
     state_dict: dict
     trained_features: dict[str, list[str]]
+    latent_sketch: dict[str, np.ndarray] | None = None
 
     @property
     def setup_args(self) -> dict:
@@ -106,7 +107,11 @@ def read_reference(reference) -> ReferenceParts:
             m: list(names) for m, names in dict(var_names).items()
         }
         parts = ReferenceParts(
-            attr_dict["registry_"], attr_dict["init_params_"], state_dict, trained
+            attr_dict["registry_"],
+            attr_dict["init_params_"],
+            state_dict,
+            trained,
+            attr_dict.get("latent_sketch_"),
         )
         if parts.is_query:
             raise ValueError(
@@ -127,6 +132,7 @@ def read_reference(reference) -> ReferenceParts:
         reference.init_params_,
         {k: v.detach().cpu().clone() for k, v in reference.module.state_dict().items()},
         {m: list(names) for m, names in reference.trained_features_.items()},
+        getattr(reference, "latent_sketch_", None),
     )
 
 

@@ -115,7 +115,8 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
     Every reference weight, including the offsets of the reference's own batches (rows below
     ``n_known_batches``), keeps its value exactly: their gradients are zeroed before each
     Adam step, and Adam without weight decay leaves a parameter whose gradients were always
-    zero unchanged. The loss is :meth:`SCMODALModule.query_loss`.
+    zero unchanged. The loss is :meth:`SCMODALModule.query_loss`; each iteration anchors the
+    query's codes to as many codes drawn (with replacement) from ``reference_codes``.
 
     Parameters
     ----------
@@ -126,6 +127,11 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
         paired cells enter the pair term.
     n_known_batches
         Number of reference batches (the first rows of every offset table).
+    reference_codes
+        ``{modality: codes of reference cells}`` (the reference's latent sketch), or ``None``
+        for no anchor term.
+    seed
+        Seed of the draws from ``reference_codes``.
     lr
         Adam learning rate.
     betas
@@ -139,6 +145,8 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
         links: list[tuple[str, str]],
         n_known_batches: int,
         lr: float,
+        reference_codes: dict[str, torch.Tensor] | None = None,
+        seed: int = 0,
         betas: tuple[float, float] = (0.9, 0.999),
     ):
         super().__init__(
@@ -146,6 +154,18 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
         )
         self.links = [tuple(link) for link in links]
         self.n_known_batches = n_known_batches
+        self.reference_codes = dict(reference_codes or {})
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw_reference(self, batch: MosaicBatch) -> dict[str, torch.Tensor]:
+        drawn = {}
+        for m, x in batch.x.items():
+            codes = self.reference_codes.get(m)
+            if codes is None or len(codes) == 0:
+                continue
+            rows = torch.randint(len(codes), (x.shape[0],), generator=self.generator)
+            drawn[m] = codes[rows].to(x.device)
+        return drawn
 
     def configure_optimizers(self):
         return torch.optim.Adam(
@@ -154,7 +174,7 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
 
     def training_step(self, batch: MosaicBatch, batch_idx: int):
         optimizer = self.optimizers()
-        out = self.module.query_loss(batch, self.links)
+        out = self.module.query_loss(batch, self.links, self._draw_reference(batch))
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(out.loss)
         for parameter in self.module.batch_offset_parameters():

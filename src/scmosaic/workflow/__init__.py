@@ -12,6 +12,8 @@ One :class:`WorkflowOptions` object, checked once when it is made, drives every 
 
 :func:`integrate` chains link, preprocess and fit on a MuData in memory;
 :func:`integrate_files` is the ``scmosaic integrate`` job, files in and files out.
+:func:`map_files` is the ``scmosaic map`` job: new cells mapped onto a saved reference
+model (:class:`MapOptions`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from ._fit import build_model, fit
     from ._integrate import Integrated, integrate
     from ._link import Linked, link
+    from ._map import MapOptions, Mapped, map_files
     from ._options import PACKAGED_TABLE, Accelerator, CcaInit, LinkSource, WorkflowOptions
     from ._preprocess import preprocess
     from ._read import InputFiles, read
@@ -40,6 +43,8 @@ __all__ = [
     "InputFiles",
     "Integrated",
     "Linked",
+    "MapOptions",
+    "Mapped",
     "OptionsError",
     "OutputFiles",
     "WorkflowOptions",
@@ -48,6 +53,7 @@ __all__ = [
     "integrate",
     "integrate_files",
     "link",
+    "map_files",
     "preprocess",
     "read",
     "summarise",
@@ -67,6 +73,9 @@ _MODULE_OF = {
     "integrate": "_integrate",
     "Linked": "_link",
     "link": "_link",
+    "MapOptions": "_map",
+    "Mapped": "_map",
+    "map_files": "_map",
     "PACKAGED_TABLE": "_options",
     "Accelerator": "_options",
     "CcaInit": "_options",
