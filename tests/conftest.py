@@ -62,21 +62,40 @@ def unpaired() -> MuData:
     return make_unpaired()
 
 
-def make_mosaic(n_per_batch: int = 60, d_rna: int = 30, d_adt: int = 12, seed: int = 0) -> MuData:
+def make_mosaic(
+    n_per_batch: int = 60,
+    d_rna: int = 30,
+    d_adt: int = 12,
+    seed: int = 0,
+    layout: dict[str, str] | None = None,
+    batch_shift: float = 1.0,
+) -> MuData:
     """A mosaic of two modalities: batch "r" RNA only, "a" ADT only, "p" both (paired: the
     same obs_names in both). Each batch shifts the features of its cells; three cell types
-    shape both modalities and a shared linked signal."""
+    shape both modalities and a shared linked signal.
+
+    ``layout`` gives the batches (one letter each) of every modality, e.g. ``{"rna": "q"}``
+    for new cells of the same cell types and features as the default mosaic of that ``seed``
+    (a query): batches other than "r", "a", "p" get their own shift and cells.
+    ``batch_shift`` scales every batch's shift of the features.
+    """
+    layout = layout or {"rna": "rp", "adt": "ap"}
     rng = np.random.default_rng(seed)
     centres_link = rng.normal(0, 2, (3, 6))
     loading = {"rna": rng.normal(0, 1, (3, d_rna)), "adt": rng.normal(0, 1, (3, d_adt))}
     shift = {b: {"rna": rng.normal(0, 1, d_rna), "adt": rng.normal(0, 1, d_adt)} for b in "rap"}
     cells = {b: rng.integers(0, 3, n_per_batch) for b in "rap"}
+    for b in sorted(set("".join(layout.values())) - set("rap")):
+        own = np.random.default_rng([seed, ord(b)])
+        shift[b] = {"rna": own.normal(0, 1, d_rna), "adt": own.normal(0, 1, d_adt)}
+        cells[b] = own.integers(0, 3, n_per_batch)
 
     def modality(name, batches):
         blocks, obs, linked = [], [], []
         for b in batches:
             types = cells[b]
-            x = loading[name][types] * 2 + shift[b][name] + rng.normal(0, 0.5, (len(types), 1))
+            x = loading[name][types] * 2 + batch_shift * shift[b][name]
+            x = x + rng.normal(0, 0.5, (len(types), 1))
             blocks.append(np.abs(x + rng.normal(0, 0.5, x.shape)))
             linked.append(centres_link[types] + rng.normal(0, 0.3, (len(types), 6)))
             obs.append(
@@ -98,4 +117,4 @@ def make_mosaic(n_per_batch: int = 60, d_rna: int = 30, d_adt: int = 12, seed: i
         adata.obsm["linked"] = np.vstack(linked).astype(np.float32)
         return adata
 
-    return MuData({"rna": modality("rna", "rp"), "adt": modality("adt", "ap")})
+    return MuData({m: modality(m, batches) for m, batches in layout.items()})

@@ -1,0 +1,195 @@
+"""Query mapping: new cells onto a trained reference without retraining it."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_mosaic
+from mudata import MuData
+
+from scmosaic import SCMODAL
+from scmosaic.tl import knn_transfer
+
+LINKS = [("rna", "adt", "linked", "linked")]
+SMALL = {"n_hidden": 32, "n_hidden_discriminator": 32, "n_latent": 4}
+TRAIN = {"batch_size": 32, "enable_progress_bar": False, "iterations_per_epoch": 10}
+# Donor-sized batch effects: the small reference trained here corrects them (see
+# test_each_query_layout_maps_near_its_cell_types).
+BATCH_SHIFT = 0.3
+QUERIES = {"rna": {"rna": "q"}, "adt": {"adt": "s"}, "paired": {"rna": "t", "adt": "t"}}
+
+
+@pytest.fixture(scope="module")
+def reference() -> SCMODAL:
+    mdata = make_mosaic(n_per_batch=80, batch_shift=BATCH_SHIFT)
+    SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=LINKS, batch_key="batch")
+    model = SCMODAL(mdata, **SMALL)
+    model.train(max_steps=150, **TRAIN)
+    return model
+
+
+def _query(kind: str) -> MuData:
+    return make_mosaic(n_per_batch=80, layout=QUERIES[kind], batch_shift=BATCH_SHIFT)
+
+
+def _map(reference, query: MuData, max_steps: int = 30) -> SCMODAL:
+    prepared = SCMODAL.prepare_query_mudata(query, reference)
+    model = SCMODAL.load_query_data(prepared, reference)
+    if max_steps:
+        model.train(max_steps=max_steps, **TRAIN)
+    return model
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+
+
+def test_only_new_batches_are_fitted_and_reference_codes_stay_exact(reference):
+    before = reference.get_latent_representation()
+    reference_state = _state(reference)
+    model = _map(reference, _query("rna"), max_steps=0)
+    n_known = len(reference.layout.batch_categories)
+    assert model.layout.batch_categories == (*reference.layout.batch_categories, "q")
+    untrained = _state(model)
+    model.train(max_steps=30, **TRAIN)
+    trained = _state(model)
+    changed = []
+    for key, value in trained.items():
+        if "_batch_offsets." in key:
+            assert torch.equal(value[:n_known], reference_state[key]), key  # known rows frozen
+            if not torch.equal(value[n_known:], untrained[key][n_known:]):
+                changed.append(key)
+        else:
+            assert torch.equal(value, reference_state[key]), key
+    # The RNA offsets of the new batch learned; ADT has no query cells, so its stay zero.
+    assert set(changed) == {"encoder_batch_offsets.rna.weight", "decoder_batch_offsets.rna.weight"}
+    assert not trained["encoder_batch_offsets.adt.weight"][n_known:].any()
+    after = model.get_latent_representation(reference.adata)
+    for m in before:
+        assert np.array_equal(before[m], after[m]), m
+    # The reference model itself is untouched.
+    for key, value in _state(reference).items():
+        assert torch.equal(value, reference_state[key]), key
+
+
+@pytest.mark.parametrize("kind", list(QUERIES))
+def test_each_query_layout_maps_near_its_cell_types(reference, kind):
+    query = _query(kind)
+    model = _map(reference, query)
+    latent = model.get_latent_representation()
+    assert set(latent) == set(query.mod)
+    ref_latent = reference.get_latent_representation()
+    ref_obs = reference.adata
+    for m, codes in latent.items():
+        assert codes.shape == (query[m].n_obs, 4)
+        assert np.isfinite(codes).all()
+        pred, _ = knn_transfer(ref_latent[m], ref_obs[m].obs["celltype"].to_numpy(), codes, k=15)
+        accuracy = np.mean(pred == query[m].obs["celltype"].to_numpy())
+        assert accuracy > 0.8, (m, accuracy)  # three types: chance is about 0.33
+    history = model.history["loss_pair"].to_numpy(dtype=float)
+    assert (history > 0).all() if kind == "paired" else (history == 0).all()
+    assert (model.history["n_anchor_pairs"].to_numpy(dtype=float) > 0).all()
+
+
+def test_mapping_negative_control_shuffled_features(reference):
+    """Features scrambled across cells: labels no longer follow them, accuracy drops to chance."""
+    query = _query("rna")
+    rng = np.random.default_rng(0)
+    query.mod["rna"].obs["celltype"] = rng.permutation(query.mod["rna"].obs["celltype"].to_numpy())
+    model = _map(reference, query)
+    codes = model.get_latent_representation()["rna"]
+    pred, _ = knn_transfer(
+        reference.get_latent_representation()["rna"],
+        reference.adata["rna"].obs["celltype"].to_numpy(),
+        codes,
+        k=15,
+    )
+    assert np.mean(pred == query["rna"].obs["celltype"].to_numpy()) < 0.55
+
+
+def test_prepare_reorders_fills_and_reports(reference, caplog):
+    query = _query("rna")
+    names = query["rna"].var_names
+    kept = names[::-1][:-3]  # reversed order, the first three features missing
+    query.mod["rna"] = query["rna"][:, kept].copy()
+    original = query["rna"].X.copy()
+    with caplog.at_level(logging.INFO, logger="scmosaic"):
+        prepared = SCMODAL.prepare_query_mudata(query, reference)
+    assert "lacks 3 of the reference's 30 features" in caplog.text
+    adata = prepared["rna"]
+    assert list(adata.var_names) == reference.trained_features_["rna"]
+    assert prepared.uns["scmosaic_query"]["rna"] == {"n_features": 30, "missing": 3}
+    dense = adata.X.toarray()
+    assert not dense[:, :3].any()
+    np.testing.assert_array_equal(dense[:, 3:], original.toarray()[:, ::-1])
+    assert (query["rna"].X != original).nnz == 0  # the user's query is unchanged
+    assert list(query["rna"].var_names) == list(kept)
+
+
+def test_prepare_warns_when_few_features_are_shared(reference):
+    query = _query("rna")
+    query.mod["rna"] = query["rna"][:, :20].copy()  # 20 of 30
+    with pytest.warns(UserWarning, match="'rna' has only 67% of the reference's features"):
+        SCMODAL.prepare_query_mudata(query, reference)
+
+
+def test_bad_queries_get_clear_errors(reference, tmp_path):
+    query = _query("rna")
+    other_species = query["rna"].copy()
+    other_species.var_names = [n.upper() + "_MOUSE" for n in other_species.var_names]
+    with pytest.raises(ValueError, match="'rna' shares no feature with the reference"):
+        SCMODAL.prepare_query_mudata(MuData({"rna": other_species}), reference)
+    atac = query["rna"].copy()
+    atac.var_names = [f"peak{j}" for j in range(atac.n_vars)]
+    unseen = MuData({"rna": query["rna"].copy(), "atac": atac})
+    with pytest.raises(ValueError, match=r"\['atac'\] were never seen by the reference"):
+        SCMODAL.prepare_query_mudata(unseen, reference)
+    with pytest.raises(ValueError, match="prepare it with SCMODAL.prepare_query_mudata"):
+        SCMODAL.load_query_data(
+            MuData({"rna": query["rna"][:, query["rna"].var_names[::-1]].copy()}), reference
+        )
+    with pytest.raises(FileNotFoundError, match="No saved SCMODAL"):
+        SCMODAL.load_query_data(query, tmp_path)
+    model = _map(reference, query, max_steps=0)
+    with pytest.raises(ValueError, match="is a query model"):
+        SCMODAL.load_query_data(_query("adt"), model)
+
+
+def test_reference_without_batch_key_is_refused():
+    mdata = make_mosaic()
+    SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=LINKS)
+    model = SCMODAL(mdata, **SMALL)
+    model.train(max_steps=5, **TRAIN)
+    query = SCMODAL.prepare_query_mudata(_query("rna"), model)
+    with pytest.raises(ValueError, match="trained without batch_key"):
+        SCMODAL.load_query_data(query, model)
+
+
+def test_query_model_saves_and_loads(reference, tmp_path):
+    reference.save(tmp_path / "reference", save_anndata=False)
+    model = _map(reference, _query("paired"))  # a model object as reference ...
+    from_disk = _map(tmp_path / "reference", _query("paired"))  # ... or its folder
+    latent = model.get_latent_representation()
+    for m, codes in from_disk.get_latent_representation().items():
+        np.testing.assert_array_equal(codes, latent[m])
+    model.save(tmp_path / "query", save_anndata=True)
+    loaded = SCMODAL.load(tmp_path / "query")
+    for m, codes in loaded.get_latent_representation().items():
+        np.testing.assert_array_equal(codes, latent[m])
+    assert loaded.layout.batch_categories == model.layout.batch_categories
+    # Cross-modal imputation for query cells of one modality only.
+    rna_only = _map(reference, _query("rna"))
+    assert rna_only.get_imputed_features("rna", "adt").shape == (80, 12)
+
+
+def test_reference_without_sketch_maps_without_anchors(reference, caplog):
+    sketch = reference.latent_sketch_
+    reference.latent_sketch_ = None
+    try:
+        with caplog.at_level(logging.INFO, logger="scmosaic"):
+            model = _map(reference, _query("rna"))
+    finally:
+        reference.latent_sketch_ = sketch
+    assert "no latent sketch" in caplog.text
+    assert (model.history["n_anchor_pairs"].to_numpy(dtype=float) == 0).all()
