@@ -1,11 +1,15 @@
 """Query mapping: new cells onto a trained reference without retraining it."""
 
 import logging
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import make_mosaic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mudata import MuData
 
 from scmosaic import SCMODAL
@@ -193,3 +197,59 @@ def test_reference_without_sketch_maps_without_anchors(reference, caplog):
         reference.latent_sketch_ = sketch
     assert "no latent sketch" in caplog.text
     assert (model.history["n_anchor_pairs"].to_numpy(dtype=float) == 0).all()
+
+
+def test_transfer_labels_from_reference_to_a_mapped_query(reference):
+    from scmosaic.tl import transfer_labels
+
+    model = _map(reference, _query("adt"))
+    model.get_latent_representation(write_obsm=True)
+    reference_mdata = reference.adata.copy()
+    reference.get_latent_representation(reference_mdata, write_obsm=True)
+    columns = list(reference_mdata["rna"].obs.columns)
+    result = transfer_labels(
+        reference_mdata, "rna", "adt", "celltype", query_data=model.adata, min_confidence=0.5
+    )
+    truth = model.adata["adt"].obs["celltype"].to_numpy()
+    assert np.mean(result["label"].to_numpy() == truth) > 0.8
+    assert "celltype_transferred_confidence" in model.adata["adt"].obs
+    assert list(reference_mdata["rna"].obs.columns) == columns  # the reference is not written
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_cells=st.integers(1, 6),
+    keep=st.lists(st.integers(0, 7), min_size=1, max_size=8, unique=True),
+    extra=st.integers(0, 3),
+    as_sparse=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_align_features_puts_every_feature_in_the_trained_column(
+    n_cells, keep, extra, as_sparse, seed
+):
+    """Any subset and order of the trained features, plus unknown ones: each trained feature
+    ends in its column with its values, the absent ones are zeros, and the input is unchanged."""
+    import anndata as ad
+    from scipy import sparse
+
+    from scmosaic.model._query import align_features
+
+    rng = np.random.default_rng(seed)
+    trained = [f"g{j}" for j in range(8)]
+    names = [trained[j] for j in keep] + [f"unknown{j}" for j in range(extra)]
+    values = rng.normal(size=(n_cells, len(names))).astype(np.float32)
+    x = sparse.csr_matrix(values) if as_sparse else values.copy()
+    adata = ad.AnnData(x, var=pd.DataFrame(index=names), layers={"counts": x.copy()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few features present: a warning
+        aligned, missing = align_features(adata, trained, "rna")
+    assert missing == 8 - len(keep)
+    assert list(aligned.var_names) == trained
+    for matrix in (aligned.X, aligned.layers["counts"]):
+        dense = matrix.toarray() if sparse.issparse(matrix) else matrix
+        assert sparse.issparse(matrix) == as_sparse
+        for j, name in enumerate(trained):
+            expected = values[:, names.index(name)] if name in names else 0
+            np.testing.assert_array_equal(dense[:, j], expected)
+    current = adata.X.toarray() if as_sparse else adata.X
+    np.testing.assert_array_equal(current, values)  # the input is unchanged

@@ -11,6 +11,7 @@ TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("*.i
 SHARED_INPUTS = {
     "rna_atac_gene_activity": ("muon_multiome_pbmc_tiny", "test_rna_atac.h5mu"),
     "mosaic_batches_pairs": ("midas_hao2021_pbmc_mosaic", "quickstart_pbmc_mosaic.h5mu"),
+    "query_mapping": ("midas_hao2021_pbmc_mosaic", "quickstart_pbmc_mosaic.h5mu"),
 }
 
 

@@ -863,7 +863,7 @@ class SCMODAL(BaseModelClass):
         sketch = getattr(self, "latent_sketch_", None)
         if not sketch:
             logger.info(
-                "The reference has no latent sketch (saved by scmosaic < 0.2): the query is "
+                "The reference has no latent sketch (saved by an older scmosaic): the query is "
                 "mapped without anchors to the reference's codes."
             )
             return None

@@ -36,6 +36,7 @@ def transfer_labels(
     unknown_label: str = "unknown",
     key_added: str | None = None,
     chunk_size: int = 2048,
+    query_data: MuData | None = None,
 ) -> pd.DataFrame:
     """Transfer labels from a reference modality to a query modality by kNN vote.
 
@@ -48,7 +49,8 @@ def transfer_labels(
     between reference types and so to get mixed votes.
 
     Neighbour search runs ``chunk_size`` query cells at a time, so memory stays bounded for
-    large queries.
+    large queries. The query may be in another MuData (``query_data``), e.g. new cells mapped
+    onto a trained model with :meth:`~scmosaic.SCMODAL.load_query_data`.
 
     Parameters
     ----------
@@ -58,8 +60,8 @@ def transfer_labels(
         Modality whose ``.obs[labels_key]`` holds the known labels. Cells with a missing
         label are not used as voters.
     query
-        Modality to annotate. It may be the same modality as ``reference`` (then every cell
-        also votes for itself).
+        Modality to annotate (of ``query_data`` if given). It may be the same modality of the
+        same MuData as ``reference`` (then every cell also votes for itself).
     labels_key
         Column of ``mdata[reference].obs`` with the labels.
     basis
@@ -74,21 +76,24 @@ def transfer_labels(
         Name of the written ``.obs`` columns; default ``"<labels_key>_transferred"``.
     chunk_size
         Query cells searched at a time.
+    query_data
+        MuData holding the query modality (default: ``mdata``); its embedding must be in the
+        reference's space, e.g. codes of a query model of the same reference.
 
     Returns
     -------
     :class:`pandas.DataFrame` indexed by the query's ``obs_names`` with columns ``label``
     (categorical) and ``confidence`` (float).
 
-    The same values are written to ``mdata[query].obs``:
+    The same values are written to the query modality's ``.obs``:
 
     ``.obs["<key_added>"]``
         Transferred label (categorical; ``unknown_label`` where below ``min_confidence``).
     ``.obs["<key_added>_confidence"]``
         Fraction of the ``k`` neighbours that voted for the transferred label.
 
-    Nothing else in ``mdata`` is changed; existing columns with these names are
-    overwritten (with a log message).
+    Nothing else is changed; existing columns with these names are overwritten (with a log
+    message).
 
     Examples
     --------
@@ -97,9 +102,17 @@ def transfer_labels(
     ...     mdata, reference="rna", query="adt", labels_key="celltype", min_confidence=0.5
     ... )  # doctest: +SKIP
     >>> mdata["adt"].obs[["celltype_transferred", "celltype_transferred_confidence"]]  # doctest: +SKIP
+
+    New RNA-only cells mapped onto a reference model:
+
+    >>> query_model.get_latent_representation(write_obsm=True)  # doctest: +SKIP
+    >>> scmosaic.tl.transfer_labels(
+    ...     reference_mdata, "rna", "rna", "celltype", query_data=query_model.adata,
+    ...     min_confidence=0.5,
+    ... )  # doctest: +SKIP
     """
     ref = get_modality(mdata, reference, "Reference")
-    qry = get_modality(mdata, query, "Query")
+    qry = get_modality(mdata if query_data is None else query_data, query, "Query")
     if labels_key not in ref.obs:
         raise KeyError(
             f"Reference modality {reference!r} has no `.obs[{labels_key!r}]`; "
