@@ -221,6 +221,51 @@ def test_data_errors_exit_3(files, tmp_path, capsys):
     assert "No feature of 'adt' links" in capsys.readouterr().err
 
 
+def test_batch_key_makes_a_reference_that_map_extends(files, tmp_path, capsys):
+    """integrate --batch-key --save-model writes a reference; map adds a new batch to it."""
+    inputs = []
+    for name, batches in (("rna", ["d1", "d2"]), ("adt", ["d1", "d3"])):
+        adata = ad.read_h5ad(files[name])
+        adata.obs["batch"] = [batches[i % 2] for i in range(adata.n_obs)]
+        adata.write_h5ad(tmp_path / f"{name}.h5ad")
+        inputs += ["--h5ad", f"{name}={tmp_path / f'{name}.h5ad'}"]
+    out, reference = tmp_path / "integrated.h5mu", tmp_path / "reference"
+    code = main(
+        ["integrate", *inputs, "--table", str(files["table"]), "--batch-key", "batch"]
+        + ["--out", str(out), "--save-model", str(reference), *FAST]
+    )
+    assert code == 0
+    _, summary = _check_output(out, out.with_suffix(".json"))
+    assert summary["batch_key"] == "batch"
+
+    # the saved model is a reference: new RNA cells (files without the column) map onto it
+    mapped = tmp_path / "mapped.h5mu"
+    code = main(
+        ["map", "--reference", str(reference), "--h5ad", f"rna={files['rna']}"]
+        + ["--batch", "d9", "--out", str(mapped), *MAP_FAST]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(mapped.with_suffix(".json").read_text())
+    assert summary["batch_key"] == "batch" and summary["new_batches"] == ["d9"]
+    latent = md.read_h5mu(mapped)["rna"].obsm["X_scmodal"]
+    assert latent.shape[0] == 150 and np.isfinite(latent).all()
+
+
+def test_missing_batch_key_column_exit_3(files, tmp_path, capsys):
+    out = tmp_path / "o.h5mu"
+    code = main(
+        ["integrate", *_inputs(files), "--table", str(files["table"])]
+        + ["--batch-key", "missing_column", "--out", str(out), *FAST]
+    )
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scmosaic: error: ")
+    # named by the model's registration: the modality and the column
+    assert "registering the data" in err[0] and "'rna'" in err[0]
+    assert ".obs['missing_column']" in err[0] and "batch_key" in err[0]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -235,6 +280,7 @@ def test_data_errors_exit_3(files, tmp_path, capsys):
         ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--kind", "x=protein"],
         ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--modalities", "a", "a"],
         ["--h5ad", "rna=a.h5ad", "--out", "o.h5mu", "--table", "t.csv"],  # one modality
+        ["--mudata", "a.h5mu", "--out", "o.h5mu", "--table", "t.csv", "--batch-key", ""],
     ],
 )
 def test_usage_errors_exit_2(args, capsys):
@@ -260,9 +306,10 @@ def test_help_documents_options_and_exit_codes(capsys):
     assert main(["integrate", "--help"]) == 0
     text = capsys.readouterr().out
     expected = (
-        ["--mudata", "--h5ad", "--modalities", "--links", "--table", "--cca-init"]
-        + ["--labels-key", "--preprocess", "--max-steps", "--preset", "--seed", "--threads"]
-        + ["--accelerator", "--out", "--summary", "--save-model", "--quiet", "--verbose"]
+        ["--mudata", "--h5ad", "--modalities", "--batch-key", "--links", "--table"]
+        + ["--cca-init", "--labels-key", "--preprocess", "--max-steps", "--preset", "--seed"]
+        + ["--threads", "--accelerator", "--out", "--summary", "--save-model", "--quiet"]
+        + ["--verbose"]
         + ["X_scmodal", "exit codes", "scmosaic integrate --h5ad"]
     )
     for option in expected:

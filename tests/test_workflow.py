@@ -48,6 +48,8 @@ VALID = {"table": "packaged"}
         ({"preprocess": "yes"}, ["preprocess", "True or False"]),
         ({"progress_bar": 1}, ["progress_bar", "True or False"]),
         ({"layer": ""}, ["layer", "non-empty string"]),
+        ({"batch_key": ""}, ["batch_key", "non-empty string or None", "got ''"]),
+        ({"batch_key": 3}, ["batch_key", "non-empty string or None", "got 3"]),
         ({"table": 3}, ["table", "CSV path", "'packaged'", "int"]),
         ({"table": None}, ["links='table' needs table", "'packaged'"]),
         ({"links": "cca", "labels_key": None}, ["cca_init='labels' needs labels_key"]),

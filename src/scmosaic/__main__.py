@@ -45,13 +45,17 @@ examples:
   scmosaic integrate --mudata in.h5mu --links cca --cca-init labels \\
       --labels-key celltype --out integrated.h5mu
 
+  # batches in .obs["donor"]; the saved model is a reference for scmosaic map
+  scmosaic integrate --mudata in.h5mu --table packaged --batch-key donor \\
+      --save-model reference_model/ --out integrated.h5mu
+
 outputs:
   OUT (.h5mu)    the two integrated modalities (log-normalised, HVGs, raw counts in
                  .layers["counts"] unless --no-preprocess) with the joint latent codes in
                  .obsm["X_scmodal"] of each; linked features in .obsm["linked_<other>"]
                  (table/names) or .obsm["X_cca"] (cca)
-  SUMMARY (.json) inputs, modalities, cell counts, link source and report (number of
-                 linked features), iterations, training seconds, final losses
+  SUMMARY (.json) inputs, modalities, cell counts, batch key, link source and report
+                 (number of linked features), iterations, training seconds, final losses
                  (model.history), scmosaic version, output paths
 {outputs_note}
 {exit_codes}"""
@@ -86,7 +90,8 @@ examples:
 
 reference:
   a folder written by model.save(DIR) of an SCMODAL trained with
-  setup_mudata(..., batch_key=KEY). Each query modality must be one of the reference's
+  setup_mudata(..., batch_key=KEY), or by scmosaic integrate --batch-key KEY
+  --save-model DIR. Each query modality must be one of the reference's
   and have .obs[KEY] (or use --batch). Only the new batches' offsets are trained; the
   reference's weights stay frozen, so query cells land in the reference's latent space.
 
@@ -224,6 +229,13 @@ def _add_input_arguments(parser: argparse.ArgumentParser, query: bool = False) -
             nargs=2,
             metavar=("A", "B"),
             help="the two modalities to integrate (default: all, if there are exactly two)",
+        )
+        inputs.add_argument(
+            "--batch-key",
+            metavar="COLUMN",
+            help=".obs column naming each cell's batch (donor, sample) in both modalities; "
+            "the model corrects batches, and a model saved with --save-model is a reference "
+            "that scmosaic map can extend with new batches (default: no batches)",
         )
     inputs.add_argument(
         "--layer",
@@ -527,6 +539,7 @@ def _integrate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         kinds=dict(args.kind),
         preprocess=args.preprocess,
         layer=args.layer,
+        batch_key=args.batch_key,
         progress_bar=not args.quiet and sys.stderr.isatty(),
         **_training_settings(args),
     )

@@ -270,14 +270,18 @@ class SCMODALModule(BaseModuleClass):
         terms["batch"] = self._batch_confusion(z, tensors.batch or {})
         terms["pair"] = self._pair_term(tensors.pairs, self.links)
         n_pairs = terms.pop("n_anchor_pairs")
+        return self._weighted(terms, n_pairs, tensors.n_obs)
+
+    def _weighted(self, terms: dict, n_anchor_pairs: int, n_obs: int) -> LossOutput:
+        """The weighted sum of ``terms``, each also logged, with the anchor pair count."""
         # Summed in the order of self.lambdas (adversarial first), as the reference does.
-        total = sum(self.lambdas[name] * terms[name] for name in self.lambdas)
+        total = sum(self.lambdas[name] * terms[name] for name in self.lambdas if name in terms)
         metrics = {f"loss_{name}": value.detach() for name, value in terms.items()}
-        metrics["n_anchor_pairs"] = torch.tensor(float(n_pairs))
+        metrics["n_anchor_pairs"] = torch.tensor(float(n_anchor_pairs))
         return LossOutput(
             loss=total,
             reconstruction_loss=terms["reconstruction"].detach(),
-            n_obs_minibatch=tensors.n_obs,
+            n_obs_minibatch=n_obs,
             extra_metrics=metrics,
         )
 
@@ -361,15 +365,7 @@ class SCMODALModule(BaseModuleClass):
             "pair": self._pair_term(tensors.pairs, links),
             "anchor": anchor,
         }
-        total = sum(self.lambdas[name] * value for name, value in terms.items())
-        metrics = {f"loss_{name}": value.detach() for name, value in terms.items()}
-        metrics["n_anchor_pairs"] = torch.tensor(float(n_pairs))
-        return LossOutput(
-            loss=total,
-            reconstruction_loss=terms["reconstruction"].detach(),
-            n_obs_minibatch=tensors.n_obs,
-            extra_metrics=metrics,
-        )
+        return self._weighted(terms, n_pairs, tensors.n_obs)
 
     def _pair_term(
         self, pairs: Sequence[PairedCells | None], links: Sequence[tuple[str, str]]

@@ -29,7 +29,7 @@ def build_model(mdata: MuData, linked: Linked, options: WorkflowOptions) -> SCMO
     linked
         The link step's result.
     options
-        The run's options: ``threads``, ``preset``, ``seed``.
+        The run's options: ``batch_key``, ``threads``, ``preset``, ``seed``.
 
     Returns
     -------
@@ -38,14 +38,19 @@ def build_model(mdata: MuData, linked: Linked, options: WorkflowOptions) -> SCMO
     Raises
     ------
     InputError
-        Data that registration rejects.
+        Data that registration rejects, e.g. a modality without ``.obs[options.batch_key]``.
     """
     import scvi
 
     if options.threads is not None:
         scvi.settings.num_threads = options.threads
     with as_input_error("registering the data"):
-        SCMODAL.setup_mudata(mdata, modalities=list(linked.modalities), links=[linked.spec])
+        SCMODAL.setup_mudata(
+            mdata,
+            modalities=list(linked.modalities),
+            links=[linked.spec],
+            batch_key=options.batch_key,
+        )
         return SCMODAL(mdata, preset=options.preset, seed=options.seed)
 
 

@@ -103,6 +103,10 @@ class WorkflowOptions:
         with ``False`` ``.X`` must already be log-normalised.
     layer
         Layer with raw counts in both modalities (default ``.X``).
+    batch_key
+        Column of every modality's ``.obs`` naming each cell's batch (donor, sample);
+        registered with ``SCMODAL.setup_mudata(batch_key=...)`` so that the model corrects
+        batches and can later map new batches (``scmosaic map``). ``None``: no batches.
     n_top_genes
         Highly variable genes kept for RNA/ATAC by preprocessing (``None``: all).
     max_steps
@@ -137,6 +141,7 @@ class WorkflowOptions:
     kinds: Mapping[str, Kind] = field(default_factory=dict)
     preprocess: bool = True
     layer: str | None = None
+    batch_key: str | None = None
     n_top_genes: int | None = 2000
     max_steps: int | None = None
     preset: PresetName = "default"
@@ -170,6 +175,7 @@ class WorkflowOptions:
             _check_choice(f"kinds[{name!r}]", kind, kinds)
         _check_flag("preprocess", self.preprocess)
         _check_name("layer", self.layer)
+        _check_name("batch_key", self.batch_key)
         _check_integer("n_top_genes", self.n_top_genes, 1, none_means="all")
 
     def _check_link_options(self) -> None:

@@ -54,7 +54,7 @@ def summarise(
 
     Returns
     -------
-    Inputs, modalities and cell counts, link source and report, training (iterations,
+    Inputs, modalities and cell counts, batch key, link source and report, training (iterations,
     seconds), final values of every ``model.history`` key, scmosaic version, output paths.
     """
     mdata, model = integrated.mdata, integrated.model
@@ -68,6 +68,7 @@ def summarise(
         "obs_names_prefixed": obs_names_prefixed,
         "preprocess": options.preprocess,
         "layer": options.layer,
+        "batch_key": options.batch_key,
         "links": integrated.linked.info,
         "training": {
             "preset": options.preset,
