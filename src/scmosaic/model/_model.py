@@ -158,6 +158,10 @@ def _only_offsets_trainable(module, enabled: bool) -> Iterator[None]:
 _PLAN_SETTINGS = ("lr", "weight_decay", "n_critic", "gradient_clip_norm")
 
 
+def _first_given(*values):
+    return next(v for v in values if v is not None)
+
+
 def _merge_kwargs(name: str, kwargs: dict | None, **explicit) -> dict:
     """``kwargs`` plus the explicit arguments that are not ``None``; each key given once."""
     merged = dict(kwargs or {})
@@ -714,6 +718,11 @@ class SCMODAL(BaseModelClass):
         takes ``n_critic`` discriminator steps and one encoder/decoder step. Arguments left
         at ``None`` take the model's preset value (in brackets).
 
+        A query model (:meth:`load_query_data`) trains only its new batches' offsets, one
+        Adam step per iteration: there ``max_steps`` defaults to {query_max_steps} and ``lr``
+        to {query_lr}, and ``n_critic``, ``weight_decay`` and ``gradient_clip_norm`` do not
+        apply.
+
         Parameters
         ----------
         max_steps
@@ -789,7 +798,7 @@ class SCMODAL(BaseModelClass):
                 self.module,
                 links=[(link.mod_a, link.mod_b) for link in self.layout.links],
                 n_known_batches=len(self.reference_architecture["batch_categories"]),
-                lr=QUERY_LR if lr is None else lr,
+                lr=_first_given(lr, (plan_kwargs or {}).get("lr"), QUERY_LR),
                 reference_codes=self._reference_codes(),
                 seed=self.seed if seed is None else seed,
                 **plan_settings,

@@ -167,5 +167,6 @@ def document_presets(obj):
         for part, cls in (("module", ModulePreset), ("train", TrainPreset))
         for f in fields(cls)
     }
+    placeholders |= {"query_max_steps": f"{QUERY_MAX_STEPS:,}", "query_lr": f"{QUERY_LR:g}"}
     obj.__doc__ = obj.__doc__.format_map(placeholders)
     return obj

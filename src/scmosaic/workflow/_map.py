@@ -198,8 +198,8 @@ def _read_reference(path: Path) -> ReferenceParts:
     if not parts.batch_key:
         raise InputError(
             f"reference {path} was trained without a batch key, so it has no batch offsets "
-            "to fit for new cells; train the reference with "
-            "SCMODAL.setup_mudata(..., batch_key=KEY)"
+            "to fit for new cells; train the reference with `scmosaic integrate --batch-key "
+            "KEY --save-model DIR` or SCMODAL.setup_mudata(..., batch_key=KEY)"
         )
     return parts
 
