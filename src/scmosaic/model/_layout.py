@@ -134,7 +134,7 @@ class DataLayout:
     (empty without a batch key); the global batch index of a cell is the position of its
     category in :attr:`batch_categories`, the ordered union over modalities.
 
-    A query layout (:meth:`SCMODAL.load_query_data`) holds the modalities the query has
+    A query layout (:meth:`scmosaic.SCMODAL.load_query_data`) holds the modalities the query has
     (one is enough), the reference's links between them (for paired cells), no linked
     features (``query=True``), and the reference's batches as ``known_batches``: they keep
     their global indices and the query's new batches come after them.
