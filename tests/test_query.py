@@ -67,8 +67,17 @@ def test_only_new_batches_are_fitted_and_reference_codes_stay_exact(reference):
             assert torch.equal(value[:n_known], reference_state[key]), key  # known rows frozen
             if not torch.equal(value[n_known:], untrained[key][n_known:]):
                 changed.append(key)
+        elif key.startswith("query_input_layers."):
+            # The query's own first layer starts as the reference's and learns.
+            start = reference_state[key.replace("query_input_layers.rna", "encoders.rna.0")]
+            assert torch.equal(untrained[key], start), key
+            assert not torch.equal(value, start), key
         else:
             assert torch.equal(value, reference_state[key]), key
+    assert {k for k in trained if k.startswith("query_input_layers.")} == {
+        "query_input_layers.rna.weight",
+        "query_input_layers.rna.bias",
+    }
     # The RNA offsets of the new batch learned; ADT has no query cells, so its stay zero.
     assert set(changed) == {"encoder_batch_offsets.rna.weight", "decoder_batch_offsets.rna.weight"}
     assert not trained["encoder_batch_offsets.adt.weight"][n_known:].any()

@@ -92,7 +92,7 @@ reference:
   a folder written by model.save(DIR) of an SCMODAL trained with
   setup_mudata(..., batch_key=KEY), or by scmosaic integrate --batch-key KEY
   --save-model DIR. Each query modality must be one of the reference's
-  and have .obs[KEY] (or use --batch). Only the new batches' offsets are trained; the
+  and have .obs[KEY] (or use --batch). Only the new batches' offsets and adapters are trained; the
   reference's weights stay frozen, so query cells land in the reference's latent space.
 
 outputs:
@@ -360,7 +360,7 @@ def _add_map(commands) -> argparse.ArgumentParser:
         help="Map new cells onto a saved reference model (query mapping).",
         description="Map new cells (a query) onto a reference SCMODAL saved with\n"
         "model.save(DIR): read the files, preprocess, select the reference's features,\n"
-        "train the new batches' offsets with the reference's weights frozen, and write\n"
+        "train the new batches' offsets and adapters with the reference's weights frozen, and write\n"
         "the query's latent codes and a JSON summary. Progress is logged to stderr.",
         epilog=_MAP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -383,7 +383,7 @@ def _add_map(commands) -> argparse.ArgumentParser:
     _add_training_arguments(
         training,
         preset=False,
-        max_steps_help="training iterations of the new batches' offsets (default: 300)",
+        max_steps_help="training iterations of the query (default: 300)",
         seed_help="seed of the minibatch sampling",
     )
     _add_output_arguments(parser)

@@ -44,7 +44,7 @@ from ._presets import (
     get_preset,
     resolve,
 )
-from ._query import ReferenceParts, align_features, extend_batch_offsets, read_reference
+from ._query import ReferenceParts, align_features, query_state_dict, read_reference
 from ._training_plan import QueryTrainingPlan, SCMODALTrainingPlan
 from ._validation import validate_setup
 
@@ -138,12 +138,12 @@ def _quiet_lightning() -> Iterator[None]:
 
 
 @contextmanager
-def _only_offsets_trainable(module, enabled: bool) -> Iterator[None]:
-    """Query mapping: no gradient for any weight but the batch offsets (restored after)."""
+def _only_query_trainable(module, enabled: bool) -> Iterator[None]:
+    """Query mapping: no gradient for any weight but the query's (restored after)."""
     if not enabled:
         yield
         return
-    offsets = {id(p) for p in module.batch_offset_parameters()}
+    offsets = {id(p) for p in module.query_parameters()}
     frozen = [p for p in module.parameters() if id(p) not in offsets and p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -400,6 +400,10 @@ class SCMODAL(BaseModelClass):
                 modality_batches=modality_batches,
                 **module_kwargs,
             )
+            if reference_architecture is not None:
+                self.module.add_query_adapters(
+                    self.modalities, len(reference_architecture["batch_categories"])
+                )
         role = "query model" if reference_architecture else f"{preset} preset"
         self._model_summary_string = (
             f"SCMODAL ({role}) of {', '.join(self.module.modalities)} with "
@@ -623,7 +627,9 @@ class SCMODAL(BaseModelClass):
             _query=True,
         )
         model = cls(query, **parts.model_kwargs(), reference_architecture=parts.architecture())
-        model.module.load_state_dict(extend_batch_offsets(parts.state_dict, model.module.n_batches))
+        model.module.load_state_dict(
+            query_state_dict(parts.state_dict, model.module.n_batches, present)
+        )
         model.latent_sketch_ = parts.latent_sketch
         known = set(parts.architecture()["batch_categories"])
         new = [c for c in model.layout.batch_categories if c not in known]
@@ -832,7 +838,7 @@ class SCMODAL(BaseModelClass):
         with (
             _quiet_lightning(),
             _deterministic(deterministic),
-            _only_offsets_trainable(self.module, bool(self.reference_architecture)),
+            _only_query_trainable(self.module, bool(self.reference_architecture)),
         ):
             runner = TrainRunner(
                 self,

@@ -167,6 +167,10 @@ class SCMODALModule(BaseModuleClass):
         self.decoder_batch_offsets = nn.ModuleDict(
             {m: nn.Embedding(n_batches, n_hidden) for m in n_features} if n_batches else {}
         )
+        # Query models only (add_query_adapters): a first encoder layer of their own for the
+        # cells of new batches; cells of the reference's batches never pass through it.
+        self.query_input_layers = nn.ModuleDict()
+        self.n_known_batches = n_batches
         if init_std:
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
@@ -196,20 +200,47 @@ class SCMODALModule(BaseModuleClass):
             *self.decoder_batch_offsets.parameters(),
         ]
 
+    def add_query_adapters(self, modalities: Sequence[str], n_known_batches: int) -> None:
+        """Make this the module of a query model: batches from ``n_known_batches`` on are new,
+        and their cells of ``modalities`` enter the encoder through a first layer of their own,
+        a copy of the reference's (set with the weights)."""
+        self.n_known_batches = n_known_batches
+        for m in modalities:
+            first = self.encoders[m][0]
+            self.query_input_layers[m] = nn.Linear(first.in_features, first.out_features).to(
+                first.weight.device
+            )
+
+    def query_parameters(self) -> list[nn.Parameter]:
+        """What query mapping trains: the offsets (only their new rows) and the adapters."""
+        return [*self.batch_offset_parameters(), *self.query_input_layers.parameters()]
+
     def discriminator_parameters(self) -> list[nn.Parameter]:
         """Parameters of all link and batch discriminators (a second optimiser)."""
         return [*self.discriminators.parameters(), *self.batch_discriminators.parameters()]
 
     def _conditioned(
-        self, mlp: nn.Sequential, offsets: nn.ModuleDict, modality: str, h, batch
+        self,
+        mlp: nn.Sequential,
+        offsets: nn.ModuleDict,
+        modality: str,
+        h,
+        batch,
+        adapters: nn.ModuleDict | None = None,
     ) -> torch.Tensor:
-        """``mlp(h)`` with each row's batch offset added after the first linear layer."""
+        """``mlp(h)`` with each row's batch offset added after the first linear layer (and,
+        for rows of new batches of a query model, its adapter as that layer)."""
         if not self.n_batches:
             return mlp(h)
         if batch is None:
             raise ValueError("This model was trained with batches: give each cell's batch.")
-        hidden = mlp[0](h) + offsets[modality](batch.long())
-        return mlp[1:](hidden)
+        batch = batch.long()
+        hidden = mlp[0](h)
+        if adapters is not None and modality in adapters:
+            # Rows of known batches keep the reference's values exactly.
+            new = (batch >= self.n_known_batches).unsqueeze(1)
+            hidden = torch.where(new, adapters[modality](h), hidden)
+        return mlp[1:](hidden + offsets[modality](batch))
 
     def encode(
         self, modality: str, x: torch.Tensor, batch: torch.Tensor | None = None
@@ -219,7 +250,12 @@ class SCMODALModule(BaseModuleClass):
 
     def _encode_scaled(self, modality: str, x_scaled: torch.Tensor, batch=None) -> torch.Tensor:
         return self._conditioned(
-            self.encoders[modality], self.encoder_batch_offsets, modality, x_scaled, batch
+            self.encoders[modality],
+            self.encoder_batch_offsets,
+            modality,
+            x_scaled,
+            batch,
+            self.query_input_layers,
         )
 
     def decode(

@@ -102,10 +102,10 @@ PRESETS: dict[PresetName, Preset] = {
 }
 
 PASSES_OVER_DATA = 625
-# Query mapping (load_query_data) trains only the new batches' offsets: a small, well-posed
-# fit that takes a larger learning rate than the whole network (benchmarks/query.py).
+# Query mapping (load_query_data) trains only the new batches' offsets and the query's own
+# first encoder layer, from the reference's values (benchmarks/query.py).
 QUERY_MAX_STEPS = 300
-QUERY_LR = 1e-2
+QUERY_LR = 1e-3
 # Codes of at most this many cells per modality are kept with a trained model (its latent
 # sketch), to which query mapping anchors new batches without the reference data.
 SKETCH_SIZE = 5_000

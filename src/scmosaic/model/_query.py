@@ -136,11 +136,13 @@ def read_reference(reference) -> ReferenceParts:
     )
 
 
-def extend_batch_offsets(state_dict: dict, n_batches: int) -> dict:
-    """The reference's weights with zero offset rows appended up to ``n_batches`` batches.
+def query_state_dict(state_dict: dict, n_batches: int, modalities: list[str]) -> dict:
+    """The reference's weights as a query model starts from them.
 
-    A zero row adds nothing: before training, a new batch is encoded as if it had no batch
-    offset, and the reference's rows (its batches) are the same tensors as before.
+    Zero offset rows are appended up to ``n_batches`` batches (a zero row adds nothing: before
+    training a new batch is encoded as if it had no batch offset), and the adapter of each
+    query modality starts as a copy of the reference encoder's first layer. The reference's
+    own tensors are the same as before.
     """
     extended = {}
     for key, value in state_dict.items():
@@ -148,6 +150,11 @@ def extend_batch_offsets(state_dict: dict, n_batches: int) -> dict:
             padding = value.new_zeros((n_batches - value.shape[0], *value.shape[1:]))
             value = torch.cat([value, padding])
         extended[key] = value
+    for m in modalities:
+        for name in ("weight", "bias"):
+            extended[f"query_input_layers.{m}.{name}"] = state_dict[
+                f"encoders.{m}.0.{name}"
+            ].clone()
     return extended
 
 

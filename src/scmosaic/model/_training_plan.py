@@ -110,12 +110,13 @@ class SCMODALTrainingPlan(TrainingPlan):
 
 
 class QueryTrainingPlan(SCMODALTrainingPlan):
-    """Query mapping: only the offsets of the query's new batches are trained.
+    """Query mapping: only what the query's new batches use is trained.
 
-    Every reference weight, including the offsets of the reference's own batches (rows below
-    ``n_known_batches``), keeps its value exactly: their gradients are zeroed before each
-    Adam step, and Adam without weight decay leaves a parameter whose gradients were always
-    zero unchanged. The loss is :meth:`SCMODALModule.query_loss`; each iteration anchors the
+    That is the new batches' offsets and the query modalities' adapters (their own first
+    encoder layer). Every reference weight, including the offsets of the reference's own
+    batches (rows below ``n_known_batches``), keeps its value exactly: those gradients are
+    zeroed before each Adam step, and Adam without weight decay leaves a parameter whose
+    gradients were always zero unchanged. The loss is :meth:`SCMODALModule.query_loss`; each iteration anchors the
     query's codes to as many codes drawn (with replacement) from ``reference_codes``.
 
     Parameters
@@ -169,7 +170,7 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
 
     def configure_optimizers(self):
         return torch.optim.Adam(
-            self.module.batch_offset_parameters(), lr=self.lr, betas=self.betas, weight_decay=0.0
+            self.module.query_parameters(), lr=self.lr, betas=self.betas, weight_decay=0.0
         )
 
     def training_step(self, batch: MosaicBatch, batch_idx: int):

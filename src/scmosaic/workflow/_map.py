@@ -3,7 +3,7 @@
 The steps: check the paths (before anything heavy is imported), read the reference's batch
 key and modalities, read the query files, label batches, preprocess, then the model's query
 mapping (:meth:`~scmosaic.SCMODAL.prepare_query_mudata`,
-:meth:`~scmosaic.SCMODAL.load_query_data`, a short training of the new batches' offsets)
+:meth:`~scmosaic.SCMODAL.load_query_data`, a short training of the new batches' offsets and adapters)
 and the latent codes; the outputs are written as ``scmosaic integrate`` writes them.
 """
 
@@ -63,7 +63,7 @@ class MapOptions:
     layer
         Layer with raw counts in every modality (default ``.X``); needs ``preprocess``.
     max_steps
-        Training iterations of the new batches' offsets (``None``: the model's query
+        Training iterations of the query model (``None``: the model's query
         default, 300).
     seed
         Seed of the minibatch sampling.
@@ -138,7 +138,7 @@ class Mapped:
     latent
         ``{modality: latent codes}``, rows in the order of ``mdata[modality]``.
     new_batches
-        The query's batches the reference did not know (their offsets were trained).
+        The query's batches the reference did not know (their offsets and adapters were trained).
     """
 
     mdata: MuData
@@ -263,7 +263,7 @@ def _preprocess(query: MuData, options: MapOptions) -> MuData:
 
 
 def _map_query(query: MuData, reference: Path, options: MapOptions) -> Mapped:
-    """Prepare the query, build the query model, train its new offsets, embed the cells."""
+    """Prepare the query, build the query model, train its new offsets and adapters, embed the cells."""
     import scvi
 
     from ..model import SCMODAL
