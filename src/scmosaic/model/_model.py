@@ -569,11 +569,12 @@ class SCMODAL(BaseModelClass):
 
         As scArches does for scvi-tools' models, the registry of the reference is transferred
         to ``query``, each new batch (of the reference's ``batch_key``) gets its own offset in
-        the first layer of every encoder and decoder, set to zero, and every reference weight
-        is frozen: :meth:`train` then fits only the new offsets, on the query's cells alone (a
-        few hundred iterations), and codes of reference cells stay exactly what the reference
-        gives them. A query may hold any of the reference's modalities, with or without
-        paired cells.
+        the first layer of every encoder and decoder, set to zero, each query modality gets
+        an adapter (a first encoder layer of its own for the cells of new batches, a copy of
+        the reference's), and every reference weight is frozen: :meth:`train` then fits only
+        the new offsets and the adapters, on the query's cells alone (a few hundred
+        iterations), and codes of reference cells stay exactly what the reference gives them.
+        A query may hold any of the reference's modalities, with or without paired cells.
 
         Parameters
         ----------
