@@ -308,3 +308,16 @@ def test_hao_adt_donor_maps_onto_a_cite_seq_reference():
     # 3 seeds of benchmarks/query.py (1,000 reference iterations): about 0.95.
     assert trained > 0.85, trained
     assert control < 0.6, control
+
+
+def test_query_of_known_batches_has_nothing_to_fit(reference):
+    known = make_mosaic(n_per_batch=80, layout={"rna": "r"}, batch_shift=BATCH_SHIFT)
+    model = _map(reference, known, max_steps=0)
+    with pytest.warns(UserWarning, match="nothing to fit"):
+        model.train(max_steps=5, **TRAIN)
+    assert model.n_iterations_trained_ == 0
+    # Its cells get exactly the reference's codes.
+    np.testing.assert_array_equal(
+        model.get_latent_representation()["rna"],
+        reference.get_latent_representation(known)["rna"],
+    )

@@ -632,8 +632,7 @@ class SCMODAL(BaseModelClass):
             query_state_dict(parts.state_dict, model.module.n_batches, present)
         )
         model.latent_sketch_ = parts.latent_sketch
-        known = set(parts.architecture()["batch_categories"])
-        new = [c for c in model.layout.batch_categories if c not in known]
+        new = model._new_batches()
         logger.info(
             "Query of %s: %d new batch(es) %s to fit, reference weights frozen.",
             ", ".join(f"{m} ({query.mod[m].n_obs} cells)" for m in present),
@@ -641,6 +640,11 @@ class SCMODAL(BaseModelClass):
             new[:5],
         )
         return model
+
+    def _new_batches(self) -> list[str]:
+        """A query model's batches that its reference did not know."""
+        known = set((self.reference_architecture or {}).get("batch_categories", ()))
+        return [c for c in self.layout.batch_categories if c not in known]
 
     @classmethod
     def setup_anndata(cls, *args, **kwargs):
@@ -798,6 +802,14 @@ class SCMODAL(BaseModelClass):
             **{k: plan_settings.pop(k, None) for k in _PLAN_SETTINGS},
         )
         self._check_registered_features()
+        if self.reference_architecture and not self._new_batches():
+            warnings.warn(
+                "Every batch of this query is one the reference was trained on: its cells are "
+                "encoded with the reference's own weights and there is nothing to fit.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
         if self.reference_architecture:
             # Query mapping: a short fit of the new batches' offsets, one step per iteration.
             n_iter = QUERY_MAX_STEPS if max_steps in (None, "auto") else int(max_steps)
