@@ -316,8 +316,44 @@ def test_query_of_known_batches_has_nothing_to_fit(reference):
     with pytest.warns(UserWarning, match="nothing to fit"):
         model.train(max_steps=5, **TRAIN)
     assert model.n_iterations_trained_ == 0
+    assert model.is_trained_  # its codes are the reference's: no "untrained" warnings
     # Its cells get exactly the reference's codes.
     np.testing.assert_array_equal(
         model.get_latent_representation()["rna"],
         reference.get_latent_representation(known)["rna"],
     )
+
+
+def test_batch_known_only_in_another_modality_is_new_there(reference):
+    """Batch "r" trained RNA only: its ADT cells are a new batch of the ADT encoder."""
+    query = make_mosaic(n_per_batch=80, layout={"adt": "r"}, batch_shift=BATCH_SHIFT)
+    model = _map(reference, query, max_steps=0)
+    assert model._new_batches() == ["r"]
+    before = _state(model)["encoder_batch_offsets.adt.weight"]
+    model.train(max_steps=20, **TRAIN)
+    after = _state(model)["encoder_batch_offsets.adt.weight"]
+    r = reference.layout.batch_categories.index("r")
+    changed = [i for i in range(len(after)) if not torch.equal(after[i], before[i])]
+    assert changed == [r]  # only the ADT row of "r" learned
+    codes = model.get_latent_representation(reference.adata)
+    for m, expected in reference.get_latent_representation().items():
+        assert np.array_equal(codes[m], expected), m
+
+
+def test_reference_layers_are_read_for_modalities_the_query_lacks():
+    mdata = make_mosaic(n_per_batch=40, batch_shift=BATCH_SHIFT)
+    for m in mdata.mod:
+        mdata.mod[m].layers["log"] = mdata.mod[m].X.copy()
+        mdata.mod[m].X = np.ones(mdata.mod[m].shape, dtype=np.float32)  # must not be read
+    layers = {"rna": "log", "adt": "log"}
+    SCMODAL.setup_mudata(
+        mdata, modalities=["rna", "adt"], links=LINKS, layers=layers, batch_key="batch"
+    )
+    reference = SCMODAL(mdata, **SMALL)
+    reference.train(max_steps=10, **TRAIN)
+    query = _query("rna")
+    query.mod["rna"].layers["log"] = query.mod["rna"].X.copy()
+    model = _map(reference, query, max_steps=5)
+    codes = model.get_latent_representation(mdata)
+    for m, expected in reference.get_latent_representation().items():
+        assert np.array_equal(codes[m], expected), m

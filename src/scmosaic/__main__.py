@@ -360,8 +360,8 @@ def _add_map(commands) -> argparse.ArgumentParser:
         help="Map new cells onto a saved reference model (query mapping).",
         description="Map new cells (a query) onto a reference SCMODAL saved with\n"
         "model.save(DIR): read the files, preprocess, select the reference's features,\n"
-        "train the new batches' offsets and adapters with the reference's weights frozen, and write\n"
-        "the query's latent codes and a JSON summary. Progress is logged to stderr.",
+        "train the new batches' offsets and adapters with the reference's weights frozen,\n"
+        "and write the query's latent codes and a JSON summary. Progress is logged to stderr.",
         epilog=_MAP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -401,9 +401,8 @@ class SCMODAL(BaseModelClass):
                 **module_kwargs,
             )
             if reference_architecture is not None:
-                self.module.add_query_adapters(
-                    self.modalities, len(reference_architecture["batch_categories"])
-                )
+                known = reference_architecture["modality_batches"]
+                self.module.add_query_adapters({m: known[m] for m in self.modalities})
         role = "query model" if reference_architecture else f"{preset} preset"
         self._model_summary_string = (
             f"SCMODAL ({role}) of {', '.join(self.module.modalities)} with "
@@ -633,18 +632,31 @@ class SCMODAL(BaseModelClass):
         )
         model.latent_sketch_ = parts.latent_sketch
         new = model._new_batches()
+        known = [c for c in model.layout.batch_categories if c not in new]
         logger.info(
-            "Query of %s: %d new batch(es) %s to fit, reference weights frozen.",
+            "Query of %s: %d new batch(es) %s to fit, reference weights frozen; batches the "
+            "reference knows (encoded as the reference's): %s.",
             ", ".join(f"{m} ({query.mod[m].n_obs} cells)" for m in present),
             len(new),
             new[:5],
+            known[:5],
         )
         return model
 
     def _new_batches(self) -> list[str]:
-        """A query model's batches that its reference did not know."""
-        known = set((self.reference_architecture or {}).get("batch_categories", ()))
-        return [c for c in self.layout.batch_categories if c not in known]
+        """A query model's batches that its reference did not train in the same modality."""
+        if not self.reference_architecture:
+            return []
+        known = self.reference_architecture["modality_batches"]
+        layout = self.layout
+        index = {c: i for i, c in enumerate(layout.batch_categories)}
+        new = [
+            c
+            for m, batches in zip(layout.modalities, layout.batches, strict=True)
+            for c in batches
+            if index[c] not in known[m]
+        ]
+        return list(dict.fromkeys(new))
 
     @classmethod
     def setup_anndata(cls, *args, **kwargs):
@@ -729,10 +741,10 @@ class SCMODAL(BaseModelClass):
         takes ``n_critic`` discriminator steps and one encoder/decoder step. Arguments left
         at ``None`` take the model's preset value (in brackets).
 
-        A query model (:meth:`load_query_data`) trains only its new batches' offsets, one
-        Adam step per iteration: there ``max_steps`` defaults to {query_max_steps} and ``lr``
-        to {query_lr}, and ``n_critic``, ``weight_decay`` and ``gradient_clip_norm`` do not
-        apply.
+        A query model (:meth:`load_query_data`) trains only its new batches' offsets and its
+        adapters, one Adam step per iteration: there ``max_steps`` defaults to
+        {query_max_steps} and ``lr`` to {query_lr}, and ``n_critic``, ``weight_decay`` and
+        ``gradient_clip_norm`` do not apply.
 
         Parameters
         ----------
@@ -804,11 +816,13 @@ class SCMODAL(BaseModelClass):
         self._check_registered_features()
         if self.reference_architecture and not self._new_batches():
             warnings.warn(
-                "Every batch of this query is one the reference was trained on: its cells are "
-                "encoded with the reference's own weights and there is nothing to fit.",
+                "Every batch of this query is one the reference was trained on (in the same "
+                "modality): its cells are encoded with the reference's own weights and there "
+                "is nothing to fit.",
                 UserWarning,
                 stacklevel=2,
             )
+            self.is_trained_ = True
             return
         if self.reference_architecture:
             # Query mapping: a short fit of the new batches' offsets, one step per iteration.
@@ -816,7 +830,6 @@ class SCMODAL(BaseModelClass):
             plan = QueryTrainingPlan(
                 self.module,
                 links=[(link.mod_a, link.mod_b) for link in self.layout.links],
-                n_known_batches=len(self.reference_architecture["batch_categories"]),
                 lr=_first_given(lr, (plan_kwargs or {}).get("lr"), QUERY_LR),
                 reference_codes=self._reference_codes(),
                 seed=self.seed if seed is None else seed,
@@ -935,7 +948,7 @@ class SCMODAL(BaseModelClass):
         """
         adata = get_modality(self.adata if mdata is None else mdata, modality)
         columns = feature_order(adata.var_names, self._trained_features(modality), modality)
-        layer = (self._setup_args["layers"] or {}).get(modality)
+        layer = self._layer(modality)
         matrix = registered_matrix(adata, layer, modality)
         batches = self._cell_batches(adata, modality)
         if rows is not None:
@@ -946,6 +959,13 @@ class SCMODAL(BaseModelClass):
             for i, x in enumerate(iterate_rows(matrix, columns, chunk_size))
         )
         return adata, chunks
+
+    def _layer(self, modality: str) -> str | None:
+        """The layer ``modality`` was trained on (a query model: its reference's)."""
+        layers = (self.reference_architecture or {}).get("layers")
+        if layers is None:
+            layers = self._setup_args["layers"] or {}
+        return layers.get(modality)
 
     def _encode(self, mdata, modality: str, chunk_size: int, rows=None) -> tuple:
         """``(adata, codes)`` of the cells of ``modality`` (on the CPU), in chunks."""

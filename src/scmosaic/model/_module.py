@@ -170,7 +170,6 @@ class SCMODALModule(BaseModuleClass):
         # Query models only (add_query_adapters): a first encoder layer of their own for the
         # cells of new batches; cells of the reference's batches never pass through it.
         self.query_input_layers = nn.ModuleDict()
-        self.n_known_batches = n_batches
         if init_std:
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
@@ -200,16 +199,39 @@ class SCMODALModule(BaseModuleClass):
             *self.decoder_batch_offsets.parameters(),
         ]
 
-    def add_query_adapters(self, modalities: Sequence[str], n_known_batches: int) -> None:
-        """Make this the module of a query model: batches from ``n_known_batches`` on are new,
-        and their cells of ``modalities`` enter the encoder through a first layer of their own,
-        a copy of the reference's (set with the weights)."""
-        self.n_known_batches = n_known_batches
-        for m in modalities:
+    def add_query_adapters(self, known_batches: Mapping[str, Sequence[int]]) -> None:
+        """Make this the module of a query model.
+
+        ``known_batches`` gives, per query modality, the global indices of the batches the
+        reference trained that modality on. The other batches are new in that modality: its
+        cells of new batches enter the encoder through a first layer of their own (a copy of
+        the reference's, set with the weights), and only the new batches' offset rows learn.
+        """
+        for m, known in known_batches.items():
             first = self.encoders[m][0]
             self.query_input_layers[m] = nn.Linear(first.in_features, first.out_features).to(
                 first.weight.device
             )
+            mask = torch.zeros(max(self.n_batches, 1), dtype=torch.bool)
+            mask[torch.as_tensor(list(known), dtype=torch.long)] = True
+            self.register_buffer(f"_known_batch_{m}", mask, persistent=False)
+
+    def _known_rows(self, modality: str) -> torch.Tensor | None:
+        """Which batches of ``modality`` the reference knows (``None``: not a query modality)."""
+        return getattr(self, f"_known_batch_{modality}", None)
+
+    def zero_known_offset_grads(self) -> None:
+        """Zero the gradients of every offset row the reference trained (all rows of the
+        modalities the query lacks), so that Adam leaves them exactly as they are."""
+        for offsets in (self.encoder_batch_offsets, self.decoder_batch_offsets):
+            for m, table in offsets.items():
+                if table.weight.grad is None:
+                    continue
+                known = self._known_rows(m)
+                if known is None:
+                    table.weight.grad.zero_()
+                else:
+                    table.weight.grad[known.to(table.weight.device)] = 0
 
     def query_parameters(self) -> list[nn.Parameter]:
         """What query mapping trains: the offsets (only their new rows) and the adapters."""
@@ -238,8 +260,8 @@ class SCMODALModule(BaseModuleClass):
         hidden = mlp[0](h)
         if adapters is not None and modality in adapters:
             # Rows of known batches keep the reference's values exactly.
-            new = (batch >= self.n_known_batches).unsqueeze(1)
-            hidden = torch.where(new, adapters[modality](h), hidden)
+            new = ~self._known_rows(modality)[batch]
+            hidden = torch.where(new.unsqueeze(1), adapters[modality](h), hidden)
         return mlp[1:](hidden + offsets[modality](batch))
 
     def encode(
@@ -378,14 +400,14 @@ class SCMODALModule(BaseModuleClass):
         links: Sequence[tuple[str, str]],
         reference_codes: Mapping[str, torch.Tensor] | None = None,
     ) -> LossOutput:
-        """Loss of query mapping, on the query's modalities only.
+        """Loss of query mapping (new offsets and adapters), on the query's modalities only.
 
         Reconstruction of each modality; the pair term over ``links`` (the reference's links
         between the query's modalities) for paired cells; and, given ``reference_codes`` (codes
         of reference cells of the same modality, per modality), the anchor term between each
         query code and its mutual nearest reference codes (cosine, ``n_neighbors_mnn``), which
         pulls the query's batches onto the reference. The reference's weights are frozen and
-        only the new batches' offsets learn from this loss.
+        only the new batches' offsets and the adapters learn from this loss.
         """
         batch = tensors.batch or {}
         x = {m: self.standardizers[m](v) for m, v in tensors.x.items()}

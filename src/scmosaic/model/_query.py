@@ -7,6 +7,7 @@ receives its weights with one new offset row per new batch (:func:`extend_batch_
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class ReferenceParts:
             "modality_batches": {
                 m: [position[c] for c in cats] for m, cats in per_modality.items()
             },
+            # The registered layer of every reference modality, also those a query lacks.
+            "layers": dict(self.setup_args.get("layers") or {}),
         }
 
     @property
@@ -175,7 +178,8 @@ def _reindex_columns(matrix, columns: np.ndarray, n_out: int):
 def align_features(adata: AnnData, trained: list[str], modality: str) -> tuple[AnnData, int]:
     """A copy of ``adata`` with exactly the ``trained`` features, in order (absent: zeros).
 
-    ``.X`` and every layer are reordered; ``.obs``, ``.obsm`` and ``.uns`` are kept. Returns
+    ``.X`` and every layer are reordered; ``.obs``, ``.obsm``, ``.obsp`` and ``.uns`` are
+    kept (``.varm`` and ``.raw``, which describe the query's own features, are not). Returns
     the copy and the number of trained features ``adata`` lacked.
     """
     if not adata.var_names.is_unique:
@@ -213,7 +217,8 @@ def align_features(adata: AnnData, trained: list[str], modality: str) -> tuple[A
         obs=adata.obs.copy(),
         var=pd.DataFrame(index=pd.Index(trained, name=adata.var_names.name)),
         obsm={k: v.copy() for k, v in adata.obsm.items()},
+        obsp={k: v.copy() for k, v in adata.obsp.items()},
         layers={k: _reindex_columns(v, columns, len(trained)) for k, v in adata.layers.items()},
-        uns=dict(adata.uns),
+        uns=copy.deepcopy(dict(adata.uns)),
     )
     return aligned, n_missing

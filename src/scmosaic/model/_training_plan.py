@@ -113,11 +113,12 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
     """Query mapping: only what the query's new batches use is trained.
 
     That is the new batches' offsets and the query modalities' adapters (their own first
-    encoder layer). Every reference weight, including the offsets of the reference's own
-    batches (rows below ``n_known_batches``), keeps its value exactly: those gradients are
-    zeroed before each Adam step, and Adam without weight decay leaves a parameter whose
-    gradients were always zero unchanged. The loss is :meth:`SCMODALModule.query_loss`; each iteration anchors the
-    query's codes to as many codes drawn (with replacement) from ``reference_codes``.
+    encoder layer). Every reference weight, including the offset rows of the batches the
+    reference trained each modality on, keeps its value exactly: those gradients are zeroed
+    before each Adam step (:meth:`SCMODALModule.zero_known_offset_grads`), and Adam without
+    weight decay leaves a parameter whose gradients were always zero unchanged. The loss is
+    :meth:`SCMODALModule.query_loss`; each iteration anchors the query's codes to as many
+    codes drawn (with replacement) from ``reference_codes``.
 
     Parameters
     ----------
@@ -126,8 +127,6 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
     links
         The reference's links between the query's modalities, as ``(mod_a, mod_b)``; their
         paired cells enter the pair term.
-    n_known_batches
-        Number of reference batches (the first rows of every offset table).
     reference_codes
         ``{modality: codes of reference cells}`` (the reference's latent sketch), or ``None``
         for no anchor term.
@@ -144,7 +143,6 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
         module: SCMODALModule,
         *,
         links: list[tuple[str, str]],
-        n_known_batches: int,
         lr: float,
         reference_codes: dict[str, torch.Tensor] | None = None,
         seed: int = 0,
@@ -154,7 +152,6 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
             module, lr=lr, weight_decay=0.0, n_critic=0, gradient_clip_norm=0.0, betas=betas
         )
         self.links = [tuple(link) for link in links]
-        self.n_known_batches = n_known_batches
         self.reference_codes = dict(reference_codes or {})
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -178,9 +175,7 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
         out = self.module.query_loss(batch, self.links, self._draw_reference(batch))
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(out.loss)
-        for parameter in self.module.batch_offset_parameters():
-            if parameter.grad is not None:
-                parameter.grad[: self.n_known_batches] = 0
+        self.module.zero_known_offset_grads()
         optimizer.step()
         self.n_iterations += 1
         self._log_iteration(out, None)

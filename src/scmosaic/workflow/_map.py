@@ -3,8 +3,8 @@
 The steps: check the paths (before anything heavy is imported), read the reference's batch
 key and modalities, read the query files, label batches, preprocess, then the model's query
 mapping (:meth:`~scmosaic.SCMODAL.prepare_query_mudata`,
-:meth:`~scmosaic.SCMODAL.load_query_data`, a short training of the new batches' offsets and adapters)
-and the latent codes; the outputs are written as ``scmosaic integrate`` writes them.
+:meth:`~scmosaic.SCMODAL.load_query_data`, a short training of the new batches' offsets
+and adapters) and the latent codes; the outputs are written as ``scmosaic integrate`` writes them.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def _preprocess(query: MuData, options: MapOptions) -> MuData:
 
 
 def _map_query(query: MuData, reference: Path, options: MapOptions) -> Mapped:
-    """Prepare the query, build the query model, train its new offsets and adapters, embed the cells."""
+    """Prepare the query, build the query model, train its offsets and adapters, embed it."""
     import scvi
 
     from ..model import SCMODAL
@@ -359,8 +359,9 @@ def map_files(
     batch column, it is preprocessed (all features kept), and then
     :meth:`~scmosaic.SCMODAL.prepare_query_mudata` selects the reference's features by
     name, :meth:`~scmosaic.SCMODAL.load_query_data` builds the query model (reference
-    weights frozen, one new offset per new batch), :meth:`~scmosaic.SCMODAL.train` fits
-    the offsets and :meth:`~scmosaic.SCMODAL.get_latent_representation` embeds the query
+    weights frozen, one new offset per new batch, an adapter per modality),
+    :meth:`~scmosaic.SCMODAL.train` fits those and
+    :meth:`~scmosaic.SCMODAL.get_latent_representation` embeds the query
     cells in the reference's latent space. The input files and the reference are never
     changed; outputs are written through temporary files as by
     :func:`~scmosaic.workflow.integrate_files`.
