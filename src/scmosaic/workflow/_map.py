@@ -301,9 +301,9 @@ def _summarise(
     total_seconds: float,
 ) -> dict[str, Any]:
     """The run summary that ``scmosaic map`` writes as JSON."""
-    from .._keys import LATENT_OBSM_KEY, QUERY_UNS_KEY
+    from .._keys import QUERY_UNS_KEY
     from .._version import __version__
-    from ._summary import final_losses
+    from ._summary import run_summary, training_summary
 
     mdata, model = mapped.mdata, mapped.model
     report = mdata.uns[QUERY_UNS_KEY]
@@ -322,19 +322,8 @@ def _summarise(
         "batch_key": parts.batch_key,
         "batch": options.batch,
         "new_batches": mapped.new_batches,
-        "training": {
-            "max_steps": options.max_steps,
-            "iterations": int(model.n_iterations_trained_),
-            "train_seconds": mapped.train_seconds,
-            "seed": options.seed,
-            "threads": options.threads,
-            "accelerator": options.accelerator,
-            "device": str(model.device),
-        },
-        "final_losses": final_losses(model.history),
-        "latent_key": LATENT_OBSM_KEY,
-        "outputs": outputs,
-        "total_seconds": total_seconds,
+        "training": training_summary(model, options, mapped.train_seconds),
+        **run_summary(model, outputs, total_seconds),
     }
 
 

@@ -72,14 +72,28 @@ def summarise(
         "links": integrated.linked.info,
         "training": {
             "preset": options.preset,
-            "max_steps": options.max_steps,
-            "iterations": int(model.n_iterations_trained_),
-            "train_seconds": integrated.train_seconds,
-            "seed": options.seed,
-            "threads": options.threads,
-            "accelerator": options.accelerator,
-            "device": str(model.device),
+            **training_summary(model, options, integrated.train_seconds),
         },
+        **run_summary(model, outputs, total_seconds),
+    }
+
+
+def training_summary(model, options, train_seconds: float) -> dict[str, Any]:
+    """The training settings and outcome of a run summary (``integrate`` and ``map``)."""
+    return {
+        "max_steps": options.max_steps,
+        "iterations": int(model.n_iterations_trained_),
+        "train_seconds": train_seconds,
+        "seed": options.seed,
+        "threads": options.threads,
+        "accelerator": options.accelerator,
+        "device": str(model.device),
+    }
+
+
+def run_summary(model, outputs, total_seconds: float) -> dict[str, Any]:
+    """The closing entries of a run summary: final losses, latent key, outputs, seconds."""
+    return {
         "final_losses": final_losses(model.history),
         "latent_key": LATENT_OBSM_KEY,
         "outputs": outputs,
