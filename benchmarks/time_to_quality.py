@@ -47,7 +47,9 @@ def prepare(dataset: str, options, mode: str = "shuffle"):
     from scmosaic import workflow
 
     options = dataclasses.replace(options, link_kwargs=LINK_SETTINGS[options.preset])
-    mdata = scmosaic.datasets.hide_pairing(load(dataset), mode=mode, seed=options.seed)
+    mdata = load(dataset)
+    if mode != "unpaired":  # truly unpaired data (sln) have no pairing to hide
+        mdata = scmosaic.datasets.hide_pairing(mdata, mode=mode, seed=options.seed)
     linked = workflow.link(mdata, options)
     mdata = workflow.preprocess(mdata, options)
     return mdata, linked, options
@@ -180,8 +182,8 @@ def summarize(folder: Path, tol: float) -> str:
             rs = [r for r in runs if r["dataset"] == dataset and r["preset"] == preset]
             if not rs:
                 continue
-            med = {
-                k: float(np.median([r[k] for r in rs]))
+            med = {  # unpaired data (sln) have no FOSCTTM
+                k: float(np.median([r.get(k, np.nan) for r in rs]))
                 for k in ("iteration", "train_seconds", *METRICS, "foscttm_maxfuse")
             }
             final[preset] = (rs, med)
@@ -248,12 +250,14 @@ def plot(folder: Path, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="hao", choices=["hao", "pbmc10k"])
+    parser.add_argument("--dataset", default="hao", choices=["hao", "pbmc10k", "sln"])
     parser.add_argument("--presets", nargs="+", default=["default", "reference"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--every", type=int, default=500)
-    parser.add_argument("--mode", default="shuffle", choices=["shuffle", "halves"])
+    parser.add_argument(
+        "--mode", default="shuffle", choices=["shuffle", "halves", "unpaired"], help="sln: unpaired"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "time_to_quality"))
     parser.add_argument("--summarize", action="store_true")

@@ -175,7 +175,9 @@ def test_default_preset_iterations_follow_data_size():
 def test_default_train_uses_data_size_rule(unpaired):
     _setup(unpaired)
     model = SCMODAL(unpaired, **SMALL)
-    model.train(batch_size=64, enable_progress_bar=False, iterations_per_epoch=500)
+    model.train(
+        batch_size=64, enable_progress_bar=False, iterations_per_epoch=500, early_stopping=False
+    )
     assert model.n_iterations_trained_ == 1000  # 625 passes of 90 cells are < 1,000 iterations
 
 

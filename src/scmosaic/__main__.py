@@ -37,7 +37,7 @@ examples:
   scmosaic integrate --h5ad rna=rna.h5ad --h5ad adt=adt.h5ad \\
       --links table --table adt_genes.csv --out integrated.h5mu
 
-  # a MuData file, scmosaic's packaged human ADT table, 2,000 iterations on a GPU
+  # a MuData file, scmosaic's packaged ADT table, 2,000 iterations on a GPU
   scmosaic integrate --mudata cite.h5mu --modalities rna adt --links table \\
       --table packaged --max-steps 2000 --accelerator gpu --out integrated.h5mu
 
@@ -159,8 +159,9 @@ def _add_training_arguments(
     group,
     accelerator: bool = True,
     preset: bool = True,
-    max_steps_help: str = "training iterations (default: the preset's; default preset "
-    "1,000-2,000 by data size, reference preset 10,000)",
+    max_steps_help: str = "training iterations, a fixed number (default: the preset's; the "
+    "default preset stops once converged, after at most 1,000-2,000 by data size; reference "
+    "preset 10,000)",
     seed_help: str = "seed of weights, sampling, CCA",
 ) -> None:
     """Options of the fit step, shared by the commands; values are checked by their options."""
@@ -267,7 +268,8 @@ def _add_link_arguments(parser: argparse.ArgumentParser) -> None:
         "--table",
         metavar="CSV|packaged",
         help="protein->gene table: a CSV (columns protein,genes[,aliases]; MaxFuse, TEA-seq "
-        "and totalVI layouts are read too) or 'packaged' for scmosaic's human ADT table. "
+        "and totalVI layouts are read too) or 'packaged' for scmosaic's ADT table (human or "
+        "mouse, from the case of the gene names). "
         "Required by --links table; with --links cca --cca-init links it gives the prior "
         "links (default there: shared names)",
     )

@@ -31,11 +31,13 @@ from .._keys import (
 )
 from .._mudata import new_mudata
 from .._stats import feature_mean_std
+from ._convergence import ConvergenceRule, ConvergenceStopping
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
 from ._layout import DataLayout, Link
 from ._module import SCMODALModule
 from ._presets import (
+    EARLY_STOPPING,
     QUERY_LR,
     QUERY_MAX_STEPS,
     SKETCH_SIZE,
@@ -725,6 +727,7 @@ class SCMODAL(BaseModelClass):
         lr: float | None = None,
         weight_decay: float | None = None,
         gradient_clip_norm: float | None = None,
+        early_stopping: bool | None = None,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         seed: int | None = None,
@@ -750,7 +753,8 @@ class SCMODAL(BaseModelClass):
         ----------
         max_steps
             Number of iterations, not optimiser steps ({max_steps}). ``"auto"``: about 625
-            passes over the largest modality, between 1,000 and 2,000 iterations.
+            passes over the largest modality, between 1,000 and 2,000 iterations. With early
+            stopping it is the most that are trained.
         batch_size
             Cells per modality per iteration ({batch_size}).
         n_critic
@@ -762,6 +766,19 @@ class SCMODAL(BaseModelClass):
         gradient_clip_norm
             Gradient norm clip of the encoder/decoder step; 0 disables it
             ({gradient_clip_norm}).
+        early_stopping
+            Stop once the latent space has converged ({early_stopping}; ``None``: the
+            preset's value when ``max_steps`` is left to the preset, off when ``max_steps``
+            is given, so that it keeps meaning a fixed length). Every
+            {early_stopping_every} iterations, each cell of a fixed subsample (at most
+            {early_stopping_subsample} per modality) gets its {early_stopping_n_neighbors}
+            nearest neighbours in the linked modality; training stops after at least
+            {early_stopping_min_iterations} iterations once the mean Jaccard agreement of
+            these sets with the previous check's gains less than
+            {early_stopping_min_delta} over its best. Labels and pairing are not used. The
+            agreement and the iteration of each check are in ``model.history``
+            (``"neighbor_agreement"``, ``"convergence_check_iteration"``), and a log line
+            says why training stopped. Not available for query models.
         accelerator, devices
             Passed to Lightning, e.g. ``accelerator="gpu"``. With ``devices`` > 1 training
             is distributed (DDP, ``strategy="ddp_find_unused_parameters_true"`` unless a
@@ -811,7 +828,12 @@ class SCMODAL(BaseModelClass):
             get_preset(self.preset).train,
             max_steps=max_steps,
             batch_size=batch_size,
+            early_stopping=early_stopping,
             **{k: plan_settings.pop(k, None) for k in _PLAN_SETTINGS},
+        )
+        # A max_steps of the user's means a fixed length unless early stopping is asked for.
+        stop_early = settings["early_stopping"] and (
+            early_stopping is not None or max_steps in (None, "auto")
         )
         self._check_registered_features()
         if self.reference_architecture and not self._new_batches():
@@ -825,6 +847,12 @@ class SCMODAL(BaseModelClass):
             self.is_trained_ = True
             return
         if self.reference_architecture:
+            if early_stopping:
+                raise ValueError(
+                    "early_stopping=True is not available for query models: query mapping "
+                    "trains a fixed, short number of iterations (max_steps)."
+                )
+            stop_early = False
             # Query mapping: a short fit of the new batches' offsets, one step per iteration.
             n_iter = QUERY_MAX_STEPS if max_steps in (None, "auto") else int(max_steps)
             plan = QueryTrainingPlan(
@@ -858,6 +886,11 @@ class SCMODAL(BaseModelClass):
         )
         _check_accelerator(accelerator)
         _set_trainer_defaults(trainer_kwargs, devices, iterations_per_epoch)
+        if stop_early:
+            trainer_kwargs["callbacks"] = [
+                *(trainer_kwargs.get("callbacks") or []),
+                self._convergence_stopping(self.seed if seed is None else seed),
+            ]
         deterministic = _trains_on_cpu(accelerator) if deterministic is None else deterministic
         # Inference leaves the module in eval mode; Lightning would warn about it.
         self.module.train()
@@ -882,6 +915,24 @@ class SCMODAL(BaseModelClass):
         self.n_iterations_trained_ += plan.n_iterations
         if not self.reference_architecture:
             self.latent_sketch_ = self._latent_sketch()
+
+    def _convergence_stopping(self, seed: int) -> ConvergenceStopping:
+        """The early-stopping callback, on a fixed subsample of each modality's cells."""
+        rng = np.random.default_rng(seed)
+        inputs = {}
+        for m in self.modalities:
+            n_obs = self.adata.mod[m].n_obs
+            rows = np.sort(rng.choice(n_obs, min(EARLY_STOPPING.subsample, n_obs), replace=False))
+            _, chunks = self._registered_rows(None, m, len(rows), rows)
+            inputs[m] = next(chunks)
+        rule = ConvergenceRule(
+            every=EARLY_STOPPING.every,
+            min_delta=EARLY_STOPPING.min_delta,
+            patience=EARLY_STOPPING.patience,
+            min_iterations=EARLY_STOPPING.min_iterations,
+        )
+        links = [(link.mod_a, link.mod_b) for link in self.layout.links]
+        return ConvergenceStopping(inputs, links, rule, EARLY_STOPPING.n_neighbors)
 
     @torch.inference_mode()
     def _latent_sketch(self) -> dict[str, np.ndarray]:

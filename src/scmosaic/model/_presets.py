@@ -43,7 +43,19 @@ class Range:
             raise ValueError(f"{name} must be {self.describe()}, got {value!r}.")
 
 
-def _setting(default, accepted: Range):
+@dataclass(frozen=True)
+class Flag:
+    """Accepted values of an on/off setting: ``True`` or ``False``."""
+
+    def describe(self) -> str:
+        return "True or False"
+
+    def check(self, name: str, value) -> None:
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}.")
+
+
+def _setting(default, accepted: Range | Flag):
     return field(default=default, metadata={"accepted": accepted})
 
 
@@ -81,6 +93,9 @@ class TrainPreset:
     lr: float = _setting(1e-3, Range(0, low_open=True))
     weight_decay: float = _setting(1e-3, WEIGHT)
     gradient_clip_norm: float = _setting(5.0, WEIGHT)  # 0: no clipping
+    # stop when cross-modal neighbours stop consolidating (_convergence.py; only with
+    # max_steps="auto" unless asked for)
+    early_stopping: bool = _setting(False, Flag())
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,7 @@ PRESETS: dict[PresetName, Preset] = {
     # label transfer and lower FOSCTTM, and quality peaks near 1,000 iterations there.
     "default": Preset(
         ModulePreset(lambda_mnn=10.0, init_std=0.0, latent_anchor_weight=0.5),
-        TrainPreset(max_steps="auto", n_critic=1, lr=3e-4, weight_decay=0.0),
+        TrainPreset(max_steps="auto", n_critic=1, lr=3e-4, weight_decay=0.0, early_stopping=True),
     ),
 }
 
@@ -110,6 +125,24 @@ QUERY_LR = 1e-3
 # sketch), to which query mapping anchors new batches without the reference data.
 SKETCH_SIZE = 5_000
 MIN_STEPS, MAX_STEPS = 1_000, 2_000
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Settings of early stopping (``model/_convergence.py``; user guide, "Early stopping").
+
+    Chosen with ``benchmarks/early_stopping.py`` on Hao, PBMC 10k and SLN.
+    """
+
+    every: int = 100  # iterations between checks
+    min_delta: float = 0.05  # agreement gain that counts as progress
+    patience: int = 1  # checks without progress before stopping
+    min_iterations: int = 300
+    subsample: int = 2_000  # cells per modality whose neighbours are compared
+    n_neighbors: int = 15
+
+
+EARLY_STOPPING = EarlyStopping()
 
 
 def default_max_steps(n_cells_largest: int, batch_size: int) -> int:
@@ -151,7 +184,10 @@ def resolve(defaults, **overrides):
 
 def _describe(field: str, part: str) -> str:
     values = {name: getattr(getattr(preset, part), field) for name, preset in PRESETS.items()}
-    shown = {name: f"{v:,}" if isinstance(v, int) else repr(v) for name, v in values.items()}
+    shown = {
+        name: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else repr(v)
+        for name, v in values.items()
+    }
     if len(set(shown.values())) == 1:
         return f"both presets: {shown['default']}"
     return "; ".join(f"{name} preset: {text}" for name, text in shown.items())
@@ -168,5 +204,9 @@ def document_presets(obj):
         for f in fields(cls)
     }
     placeholders |= {"query_max_steps": f"{QUERY_MAX_STEPS:,}", "query_lr": f"{QUERY_LR:g}"}
+    placeholders |= {
+        f"early_stopping_{f.name}": f"{getattr(EARLY_STOPPING, f.name):,}"
+        for f in fields(EarlyStopping)
+    }
     obj.__doc__ = obj.__doc__.format_map(placeholders)
     return obj

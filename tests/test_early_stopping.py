@@ -1,0 +1,104 @@
+"""Early stopping on the cross-modal neighbour agreement (model/_convergence.py)."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_unpaired
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scmosaic import SCMODAL
+from scmosaic.model._convergence import ConvergenceRule, neighbor_agreement
+from scmosaic.model._presets import EARLY_STOPPING
+
+LINKS = [("rna", "adt", "linked", "linked")]
+SMALL = {"n_hidden": 32, "n_hidden_discriminator": 32, "n_latent": 4}
+TRAIN = {"batch_size": 32, "enable_progress_bar": False}
+
+
+def _model(mdata, preset="default", seed=0):
+    SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=LINKS)
+    return SCMODAL(mdata, preset=preset, seed=seed, **SMALL)
+
+
+def test_agreement_is_the_mean_jaccard_index():
+    a = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    assert neighbor_agreement(a, a) == 1.0
+    assert neighbor_agreement(a, a.flip(1)) == 1.0  # sets, not rankings
+    assert neighbor_agreement(a, torch.tensor([[6, 7, 8], [9, 10, 11]])) == 0.0
+    # row 0 shares 2 of 4 distinct indices, row 1 shares 1 of 5
+    b = torch.tensor([[0, 1, 7], [3, 8, 9]])
+    assert neighbor_agreement(a, b) == pytest.approx((2 / 4 + 1 / 5) / 2)
+    with pytest.raises(ValueError, match="differ in shape"):
+        neighbor_agreement(a, a[:, :2])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**31 - 1))
+def test_agreement_is_symmetric_and_bounded(n, k, seed):
+    rng = np.random.default_rng(seed)
+    a = torch.as_tensor(np.stack([rng.choice(3 * k, k, replace=False) for _ in range(n)]))
+    b = torch.as_tensor(np.stack([rng.choice(3 * k, k, replace=False) for _ in range(n)]))
+    value = neighbor_agreement(a, b)
+    assert 0.0 <= value <= 1.0
+    assert value == pytest.approx(neighbor_agreement(b, a))
+
+
+def test_rule_stops_at_the_first_check_without_progress_after_the_minimum():
+    rule = ConvergenceRule(every=100, min_delta=0.05, patience=1, min_iterations=300)
+    agreements = {100: 0.0, 200: 0.30, 300: 0.31, 400: 0.50, 500: 0.53, 600: 0.60}
+    stops = [it for it, value in agreements.items() if rule.update(it, value)]
+    # 300 gains 0.01 (< 0.05) and has reached the minimum
+    assert stops[0] == 300
+    rule = ConvergenceRule(every=100, min_delta=0.05, patience=2, min_iterations=0)
+    stops = [it for it, value in agreements.items() if rule.update(it, value)]
+    assert stops == []  # never two checks in a row without progress
+    assert [it for it, _ in rule.trajectory] == list(agreements)
+
+
+def test_default_stops_early_and_records_why(caplog):
+    mdata = make_unpaired()
+    model = _model(mdata)
+    with caplog.at_level(logging.INFO, logger="scmosaic"):
+        model.train(**TRAIN)  # max_steps "auto": 1,000 iterations at most here
+    n = model.n_iterations_trained_
+    assert EARLY_STOPPING.min_iterations <= n < 1000
+    checks = model.history["convergence_check_iteration"].iloc[:, 0].to_numpy()
+    agreement = model.history["neighbor_agreement"].iloc[:, 0].to_numpy()
+    np.testing.assert_array_equal(checks, np.arange(1, len(checks) + 1) * EARLY_STOPPING.every)
+    assert checks[-1] == n and agreement[0] == 0.0 and (agreement[1:] > 0.2).all()
+    assert agreement[-1] < agreement[:-1].max() + EARLY_STOPPING.min_delta
+    assert f"Early stopping after {n} iterations" in caplog.text
+
+
+def test_checks_do_not_change_training():
+    """An early-stopped model equals a fixed-length run of as many iterations, same seed."""
+    stopped = _model(make_unpaired(), seed=2)
+    stopped.train(max_steps=800, early_stopping=True, seed=2, **TRAIN)
+    n = stopped.n_iterations_trained_
+    assert n < 800
+    fixed = _model(make_unpaired(), seed=2)
+    fixed.train(max_steps=n, seed=2, **TRAIN)
+    assert "neighbor_agreement" not in fixed.history  # a given max_steps is a fixed length
+    for m in ("rna", "adt"):
+        np.testing.assert_array_equal(
+            stopped.get_latent_representation()[m], fixed.get_latent_representation()[m]
+        )
+
+
+def test_only_the_default_preset_stops_early():
+    from scmosaic.model._presets import PRESETS
+
+    assert PRESETS["default"].train.early_stopping
+    assert not PRESETS["reference"].train.early_stopping  # its 10,000 iterations stay
+    model = _model(make_unpaired(), preset="reference")
+    model.train(max_steps=20, early_stopping=None, **TRAIN)
+    assert model.n_iterations_trained_ == 20 and "neighbor_agreement" not in model.history
+
+
+def test_bad_early_stopping_value_names_the_setting():
+    model = _model(make_unpaired())
+    with pytest.raises(ValueError, match="early_stopping must be True or False"):
+        model.train(max_steps=5, early_stopping="yes", **TRAIN)
