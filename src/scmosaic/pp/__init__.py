@@ -1,6 +1,6 @@
 """Preprocessing: normalisation and linked features."""
 
-from ._adt_table import load_adt_gene_table, match_proteins, normalize_feature_name
+from ._adt_table import detect_species, load_adt_gene_table, match_proteins, normalize_feature_name
 from ._cca import cca_links, diagonal_cca
 from ._cca_algebra import mutual_nearest_pairs
 from ._gene_activity import gene_activity
@@ -15,6 +15,7 @@ __all__ = [
     "mutual_nearest_pairs",
     "gene_activity",
     "load_adt_gene_table",
+    "detect_species",
     "match_proteins",
     "normalize_feature_name",
 ]

@@ -12,7 +12,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["load_adt_gene_table", "match_proteins", "normalize_feature_name"]
+__all__ = ["detect_species", "load_adt_gene_table", "match_proteins", "normalize_feature_name"]
+
+Species = Literal["human", "mouse"]
+# scmosaic's own tables, written from public antibody-target knowledge (docs/adt_table_agreement)
+PACKAGED_TABLES: dict[str, str] = {"human": "human_adt_genes.csv", "mouse": "mouse_adt_genes.csv"}
 
 _TOTALSEQ_SUFFIX = re.compile(r"[\s_-]*total(?:seq)?[\s_-]*[abc]$", re.IGNORECASE)
 # BioLegend TotalSeq catalogue numbers ("ADT_CD115_A0105", "CD3-B0034") and the "ADT_"
@@ -102,15 +106,61 @@ def _split_aliases(value: object) -> list[str]:
     return [a.strip() for a in value.split(";") if a.strip()]
 
 
-def _read_packaged_table() -> pd.DataFrame:
-    source = resources.files(__package__) / "data" / "human_adt_genes.csv"
+def _check_species(species: str) -> None:
+    if species not in PACKAGED_TABLES:
+        raise ValueError(f"species must be one of {sorted(PACKAGED_TABLES)}, got {species!r}.")
+
+
+def _read_packaged_table(species: str = "human") -> pd.DataFrame:
+    _check_species(species)
+    source = resources.files(__package__) / "data" / PACKAGED_TABLES[species]
     with source.open("r", encoding="utf-8-sig") as fh:
         return pd.read_csv(fh, dtype=str, keep_default_na=False)
 
 
-def _to_frame(table: TableLike) -> pd.DataFrame:
+_SYMBOL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*$")
+_ENSEMBL_ID = re.compile(r"^ENS[A-Z]*\d{6,}")
+MIN_SYMBOLS_FOR_SPECIES = 20
+
+
+def detect_species(gene_names: Iterable[str]) -> Species | None:
+    """The species whose gene-symbol case ``gene_names`` follow, or ``None`` when unclear.
+
+    Human symbols are upper case (``CD4``, ``HLA-DRA``), mouse symbols title case (``Cd4``,
+    ``H2-Ab1``). Names without a letter after the first character (``Cd2``'s ``d`` counts)
+    and Ensembl IDs are not counted; a species is returned when at least
+    ``MIN_SYMBOLS_FOR_SPECIES`` names are counted and one case outnumbers the other 2:1.
+
+    Examples
+    --------
+    >>> detect_species(["Cd4", "Cd8a", "Actb"] * 10)
+    'mouse'
+    >>> detect_species(["CD4", "CD8A", "ACTB"] * 10)
+    'human'
+    >>> detect_species(["ENSG00000010610"] * 30) is None
+    True
+    """
+    upper = title = 0
+    for name in map(str, gene_names):
+        rest = name[1:]
+        if not _SYMBOL.match(name) or _ENSEMBL_ID.match(name) or not any(map(str.isalpha, rest)):
+            continue
+        if name.isupper():
+            upper += 1
+        elif name[0].isupper() and rest == rest.lower():
+            title += 1
+    if upper + title < MIN_SYMBOLS_FOR_SPECIES:
+        return None
+    if title >= 2 * upper:
+        return "mouse"
+    if upper >= 2 * title:
+        return "human"
+    return None
+
+
+def _to_frame(table: TableLike, species: str = "human") -> pd.DataFrame:
     if table is None:
-        return _read_packaged_table()
+        return _read_packaged_table(species)
     if isinstance(table, pd.DataFrame):
         return table
     if isinstance(table, Mapping):
@@ -132,14 +182,16 @@ def _detect_layout(columns: Sequence[str]) -> tuple[str, str, list[str]]:
 
 
 def load_adt_gene_table(
-    table: TableLike = None, on_ambiguous: Literal["raise", "drop"] = "raise"
+    table: TableLike = None,
+    on_ambiguous: Literal["raise", "drop"] = "raise",
+    species: Species = "human",
 ) -> pd.DataFrame:
     """Load a protein-to-gene table into a normalised long format.
 
     Parameters
     ----------
     table
-        ``None`` for the packaged human table; a path to a CSV file; a
+        ``None`` for scmosaic's packaged table of ``species``; a path to a CSV file; a
         :class:`~pandas.DataFrame`; or a dict ``{protein: "GENE1/GENE2"}`` (values
         may also be lists, ``None`` or ``"Ignore"``). Recognised column layouts
         (case-insensitive): ``protein, genes[, aliases]`` (scmosaic),
@@ -151,6 +203,9 @@ def load_adt_gene_table(
         What to do when a key maps to different gene sets in different rows:
         ``"raise"`` a :class:`ValueError`, or ``"drop"`` those keys with a warning
         (useful for third-party tables with inconsistent rows).
+    species
+        Which packaged table ``table=None`` means: ``"human"`` or ``"mouse"`` (mouse gene
+        symbols, mouse-specific antibodies such as Ly-6C, F4/80, TER-119, NK-1.1, I-A/I-E).
 
     Returns
     -------
@@ -172,7 +227,7 @@ def load_adt_gene_table(
     >>> lut[["key", "genes", "ignored"]].values.tolist()
     [['cd3', ('CD3D', 'CD3E', 'CD3G'), False], ['igg1', (), True]]
     """
-    frame = _to_frame(table)
+    frame = _to_frame(table, species)
     name_col, gene_col, alias_cols = _detect_layout(frame.columns)
     records = []
     for _, row in frame.iterrows():
@@ -204,7 +259,9 @@ def load_adt_gene_table(
     return long.drop_duplicates("key").reset_index(drop=True)
 
 
-def match_proteins(protein_names: Iterable[str], table: TableLike = None) -> pd.DataFrame:
+def match_proteins(
+    protein_names: Iterable[str], table: TableLike = None, species: Species = "human"
+) -> pd.DataFrame:
     """Match antibody names to a protein-to-gene table.
 
     Each name is tried, in order, as: (1) its exact normalised key; (2) the key
@@ -220,6 +277,8 @@ def match_proteins(protein_names: Iterable[str], table: TableLike = None) -> pd.
         Antibody / ADT feature names, e.g. ``adata.var_names``.
     table
         Anything accepted by :func:`load_adt_gene_table`, or its output.
+    species
+        The packaged table ``table=None`` means (see :func:`load_adt_gene_table`).
 
     Returns
     -------
@@ -236,7 +295,7 @@ def match_proteins(protein_names: Iterable[str], table: TableLike = None) -> pd.
      ['Mouse IgG1', 'ignored'], [nan, 'unmatched']]
     """
     is_loaded = isinstance(table, pd.DataFrame) and set(_LOADED_COLUMNS) <= set(table.columns)
-    lut = table if is_loaded else load_adt_gene_table(table)
+    lut = table if is_loaded else load_adt_gene_table(table, species=species)
     exact = {key: i for i, key in enumerate(lut["key"])}
     loose: dict[str, int | None] = {}
     for key, i in exact.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -12,7 +13,7 @@ from scipy import sparse
 
 from .._keys import linked_obsm_key
 from .._stats import feature_mean_std, zscore
-from ._adt_table import load_adt_gene_table, match_proteins
+from ._adt_table import detect_species, load_adt_gene_table, match_proteins
 from ._docs import shared_docs
 from ._embedding import pca_embedding
 from ._group_sums import group_sum_selector
@@ -28,6 +29,9 @@ from ._neighbors import KnnMethod, averaging_operator, check_knn_method
 
 logger = logging.getLogger(__name__)
 
+# link_features warns when fewer than this fraction of the (non-ignored) proteins link
+MIN_LINKED_FRACTION = 0.5
+
 
 def _gene_positions(names: pd.Index) -> dict[str, int]:
     """Case-insensitive lookup of feature positions; exact spelling wins on collisions."""
@@ -39,10 +43,55 @@ def _gene_positions(names: pd.Index) -> dict[str, int]:
     return positions
 
 
+def _packaged_species(species: str, genes: pd.Index, mod_b: str) -> str:
+    """The packaged table's species: ``species``, or detected from ``genes`` for ``"auto"``."""
+    if species != "auto":
+        return species
+    detected = detect_species(genes)
+    if detected is None:
+        logger.info(
+            "Gene names of %r show no clear species (upper case like CD4 for human, title case "
+            "like Cd4 for mouse): using the packaged human ADT table; pass species='mouse' "
+            "or a table to change it.",
+            mod_b,
+        )
+        return "human"
+    logger.info(
+        "Gene names of %r look %s (%s case): using the packaged %s ADT table (species=%r "
+        "chooses another).",
+        mod_b,
+        detected,
+        "upper" if detected == "human" else "title",
+        detected,
+        "mouse" if detected == "human" else "human",
+    )
+    return detected
+
+
+def _warn_if_few_link(report: pd.DataFrame, mod_a: str, mod_b: str, table_name: str) -> None:
+    """Warn when fewer than half of the panel's (non-ignored) proteins are in the table.
+
+    Proteins in the table whose genes are absent from ``mod_b`` (e.g. filtered out) do not
+    count against it: that is the data's choice, not a wrong table or species.
+    """
+    panel = int((report["status"] != "ignored").sum())
+    matched = int(report["status"].isin(["linked", "gene_not_in_data"]).sum())
+    if panel and matched < MIN_LINKED_FRACTION * panel:
+        warnings.warn(
+            f"Only {matched} of the {panel} proteins of {mod_a!r} are in {table_name} "
+            f"({int((report['status'] == 'linked').sum())} link to a gene of {mod_b!r}): the "
+            "alignment has little to anchor on. Check the species (species='human' or "
+            "'mouse') or pass a table for this panel; the returned report gives each "
+            "protein's status.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _table_pairs(
-    proteins: pd.Index, genes: pd.Index, table, multi_gene: str
+    proteins: pd.Index, genes: pd.Index, table, multi_gene: str, species: str = "human"
 ) -> tuple[list[tuple[list[int], list[int], str]], pd.DataFrame]:
-    matches = match_proteins(list(proteins), load_adt_gene_table(table))
+    matches = match_proteins(list(proteins), load_adt_gene_table(table, species=species))
     lookup = _gene_positions(genes)
     columns, found_col, status_col = [], [], []
     for i, row in enumerate(matches.itertuples(index=False)):
@@ -145,10 +194,12 @@ def _check_link_options(
     min_target_sum: float,
     clip: float | None,
     knn_method: str,
+    species: str = "auto",
 ) -> None:
     """Every option of :func:`link_features` checked before any data are read."""
     choices = {
         "by": (by, ("table", "names")),
+        "species": (species, ("auto", "human", "mouse")),
         "normalization": (normalization, ("reference", "library")),
         "multi_gene": (multi_gene, ("pairs", "sum")),
     }
@@ -183,6 +234,7 @@ def link_features(
     key_a: str | None = None,
     key_b: str | None = None,
     knn_method: KnnMethod = "exact",
+    species: Literal["auto", "human", "mouse"] = "auto",
 ) -> pd.DataFrame:
     """Build linked-feature matrices of two modalities from raw counts.
 
@@ -210,8 +262,10 @@ def link_features(
         ``_TotalSeqB``-insensitively). ``"names"``: features with the same name in both
         modalities (e.g. RNA genes vs ATAC gene activity).
     table
-        For ``by="table"``: ``None`` (scmosaic's human ADT table), a CSV path, a DataFrame
-        or a ``{protein: "GENE1/GENE2"}`` dict (see :func:`load_adt_gene_table`).
+        For ``by="table"``: ``None`` (scmosaic's packaged ADT table of ``species``), a CSV
+        path, a DataFrame or a ``{protein: "GENE1/GENE2"}`` dict (see
+        :func:`load_adt_gene_table`). A ``UserWarning`` says when fewer than half of the
+        proteins are in the table.
     counts_layer
         Layer with raw counts in both modalities (default ``.X``).
     gene_symbols
@@ -239,6 +293,10 @@ def link_features(
     knn_method
         {knn_method}
         Used by the smoothing.
+    species
+        Which packaged table ``table=None`` uses: ``"human"``, ``"mouse"``, or ``"auto"``
+        (default): detected from the case of ``mod_b``'s gene names
+        (:func:`detect_species`; human when unclear), with a log message saying which.
 
     Returns
     -------
@@ -261,7 +319,7 @@ def link_features(
     """
     two_modalities(mdata, (mod_a, mod_b), "link_features")
     _check_link_options(
-        by, normalization, smooth_neighbors, multi_gene, min_target_sum, clip, knn_method
+        by, normalization, smooth_neighbors, multi_gene, min_target_sum, clip, knn_method, species
     )
     adata_a, adata_b = mdata.mod[mod_a], mdata.mod[mod_b]
     for mod, adata in ((mod_a, adata_a), (mod_b, adata_b)):
@@ -272,7 +330,11 @@ def link_features(
             raise KeyError(f"Column {gene_symbols!r} not in mdata.mod[{mod_b!r}].var.")
         names_b = pd.Index(adata_b.var[gene_symbols].astype(str))
     if by == "table":
-        columns, report = _table_pairs(adata_a.var_names, names_b, table, multi_gene)
+        packaged = table is None
+        species = _packaged_species(species, names_b, mod_b) if packaged else "human"
+        columns, report = _table_pairs(adata_a.var_names, names_b, table, multi_gene, species)
+        name = f"scmosaic's packaged {species} table" if packaged else "the given table"
+        _warn_if_few_link(report, mod_a, mod_b, name)
     else:
         columns, report = _name_pairs(adata_a.var_names, names_b)
     status_counts = report["status"].value_counts().to_dict()

@@ -28,7 +28,8 @@ Accelerator = Literal["auto", "cpu", "gpu"]
 """Lightning accelerators the workflow offers."""
 
 PACKAGED_TABLE = "packaged"
-"""Value of ``table`` that selects scmosaic's packaged human ADT -> gene table."""
+"""Value of ``table`` that selects scmosaic's packaged ADT -> gene table (human or mouse,
+chosen from the case of the gene names; ``link_kwargs={"species": ...}`` forces one)."""
 
 # Arguments of pp.link_features that the link step sets from the options itself.
 _LINK_STEP_ARGUMENTS = ("mdata", "mod_a", "mod_b", "by", "table", "counts_layer")
@@ -82,7 +83,8 @@ class WorkflowOptions:
         (features with the same name in both) or ``"cca"`` (canonical correlation scores).
     table
         Protein -> gene table: a CSV path (layouts of :func:`scmosaic.pp.load_adt_gene_table`),
-        ``"packaged"`` for scmosaic's human ADT table or a ``{protein: "GENE1/GENE2"}``
+        ``"packaged"`` for scmosaic's ADT table (human or mouse, detected from the gene
+        names; :func:`scmosaic.pp.link_features`'s ``species``) or a ``{protein: "GENE1/GENE2"}``
         mapping. Required for ``links="table"``; with ``links="cca", cca_init="links"`` it
         selects table links as the CCA prior (``None``: shared names).
     cca_init
