@@ -5,8 +5,9 @@ for each link every cell's ``k`` nearest neighbours among the other modality's s
 found (both directions). The criterion is the mean Jaccard index between these neighbour sets
 and the previous check's: it rises while the alignment still reorganises and levels off at
 the rate at which minibatch noise alone moves neighbours. Training stops at the first check
-whose agreement gained less than ``min_delta`` over the best so far, ``patience`` checks in a
-row, once ``min_iterations`` are done. It needs neither labels nor pairing; the measurements
+whose agreement exceeds the best so far by less than ``min_relative_gain`` (a fraction of it),
+``patience`` checks in a row, once ``min_iterations`` are done. The gain is relative because
+the level the agreement reaches differs between data sets. It needs neither labels nor pairing; the measurements
 that chose it are in the user guide (``benchmarks/early_stopping.py``).
 """
 
@@ -53,8 +54,8 @@ class ConvergenceRule:
     ----------
     every
         Iterations between checks.
-    min_delta
-        Smallest gain of the agreement over its best value that counts as progress.
+    min_relative_gain
+        Progress is an agreement above ``(1 + min_relative_gain)`` times its best so far.
     patience
         Checks in a row without progress before stopping.
     min_iterations
@@ -62,7 +63,7 @@ class ConvergenceRule:
     """
 
     every: int
-    min_delta: float
+    min_relative_gain: float
     patience: int
     min_iterations: int
     best: float = -np.inf
@@ -72,7 +73,7 @@ class ConvergenceRule:
     def update(self, iteration: int, agreement: float) -> bool:
         """Record a check; ``True`` when training should stop."""
         self.trajectory.append((iteration, agreement))
-        if agreement >= self.best + self.min_delta:
+        if agreement > self.best * (1 + self.min_relative_gain):
             self.stale_checks = 0
         else:
             self.stale_checks += 1
@@ -142,18 +143,22 @@ class ConvergenceStopping(Callback):
                 )
             )
         self._previous = current
-        pl_module.log(AGREEMENT_KEY, agreement, on_epoch=True, on_step=False)
-        pl_module.log(CHECK_ITERATION_KEY, float(iteration), on_epoch=True, on_step=False)
+        # Every process computes the same value (same weights, same subsample).
+        sync = trainer.world_size > 1
+        for key, value in ((AGREEMENT_KEY, agreement), (CHECK_ITERATION_KEY, float(iteration))):
+            pl_module.log(key, value, on_epoch=True, on_step=False, sync_dist=sync)
+        best = self.rule.best
         if self.rule.update(iteration, agreement):
             self.stopped_at = iteration
             trainer.should_stop = True
             logger.info(
                 "Early stopping after %d iterations: the cross-modal neighbour agreement "
-                "between checks %d iterations apart (%.3f) gained less than %g over its best "
-                "for %d check(s).",
+                "between checks %d iterations apart (%.3f) rose less than %g%% above its best "
+                "(%.3f) for %d check(s).",
                 iteration,
                 self.rule.every,
                 agreement,
-                self.rule.min_delta,
+                100 * self.rule.min_relative_gain,
+                best,
                 self.rule.patience,
             )

@@ -774,8 +774,8 @@ class SCMODAL(BaseModelClass):
             {early_stopping_subsample} per modality) gets its {early_stopping_n_neighbors}
             nearest neighbours in the linked modality; training stops after at least
             {early_stopping_min_iterations} iterations once the mean Jaccard agreement of
-            these sets with the previous check's gains less than
-            {early_stopping_min_delta} over its best. Labels and pairing are not used. The
+            these sets with the previous check's rises less than a fraction
+            {early_stopping_min_relative_gain} above its best. Labels and pairing are not used. The
             agreement and the iteration of each check are in ``model.history``
             (``"neighbor_agreement"``, ``"convergence_check_iteration"``), and a log line
             says why training stopped. Not available for query models.
@@ -927,7 +927,7 @@ class SCMODAL(BaseModelClass):
             inputs[m] = next(chunks)
         rule = ConvergenceRule(
             every=EARLY_STOPPING.every,
-            min_delta=EARLY_STOPPING.min_delta,
+            min_relative_gain=EARLY_STOPPING.min_relative_gain,
             patience=EARLY_STOPPING.patience,
             min_iterations=EARLY_STOPPING.min_iterations,
         )

@@ -135,7 +135,9 @@ class EarlyStopping:
     """
 
     every: int = 100  # iterations between checks
-    min_delta: float = 0.05  # agreement gain that counts as progress
+    # progress: the agreement exceeds its best by this fraction (relative, so the same rule
+    # fits data whose agreement levels off at 0.45 or 0.7)
+    min_relative_gain: float = 0.1
     patience: int = 1  # checks without progress before stopping
     min_iterations: int = 300
     subsample: int = 2_000  # cells per modality whose neighbours are compared
