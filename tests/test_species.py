@@ -94,9 +94,7 @@ def test_human_table_on_a_mouse_panel_warns():
 def test_sln_mouse_panel_links_at_least_as_many_proteins_as_totalvis_table():
     """Real mouse panel (SLN, 110 TotalSeq ADTs): the packaged default against totalVI's table."""
     folder = shared_file("totalvi_sln_unpaired_mouse")
-    table = shared_file(
-        "adt_gene_maps", "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv"
-    )
+    table = shared_file("adt_gene_maps", "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv")
     rna = ad.read_h5ad(folder / "sln111_d2_rna.h5ad")
     adt = ad.read_h5ad(folder / "sln111_d1_adt.h5ad")
     adt.var_names = [name.split("_", 1)[1].rsplit("_", 1)[0] for name in adt.var_names]
