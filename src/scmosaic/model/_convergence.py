@@ -117,11 +117,13 @@ class ConvergenceStopping(Callback):
         was_training = module.training
         module.eval()
         device = next(module.parameters()).device
-        codes = {
-            m: module.encode(m, x.to(device), None if b is None else b.to(device))
-            for m, (x, b) in self.inputs.items()
-        }
-        module.train(was_training)
+        try:
+            codes = {
+                m: module.encode(m, x.to(device), None if b is None else b.to(device))
+                for m, (x, b) in self.inputs.items()
+            }
+        finally:
+            module.train(was_training)
         return [
             cross_modal_neighbors(codes[a], codes[b], self.n_neighbors)
             for mod_a, mod_b in self.links
@@ -134,21 +136,24 @@ class ConvergenceStopping(Callback):
             return
         self._next_check = iteration + self.rule.every
         current = self._neighbors(pl_module.module)
-        if self._previous is None:  # nothing to agree with yet
-            agreement = 0.0
-        else:
-            agreement = float(
-                np.mean(
-                    [neighbor_agreement(p, c) for p, c in zip(self._previous, current, strict=True)]
-                )
-            )
-        self._previous = current
+        previous, self._previous = self._previous, current
+        # The first check has nothing to agree with: NaN in the history and no decision.
+        agreement = np.nan
+        if previous is not None:
+            pairs = zip(previous, current, strict=True)
+            agreement = float(np.mean([neighbor_agreement(p, c) for p, c in pairs]))
         # Every process computes the same value (same weights, same subsample).
         sync = trainer.world_size > 1
         for key, value in ((AGREEMENT_KEY, agreement), (CHECK_ITERATION_KEY, float(iteration))):
             pl_module.log(key, value, on_epoch=True, on_step=False, sync_dist=sync)
+        if previous is None:
+            return
         best = self.rule.best
-        if self.rule.update(iteration, agreement):
+        # Under DDP, reduce the decision so that no process stops alone.
+        stop = trainer.strategy.reduce_boolean_decision(
+            self.rule.update(iteration, agreement), all=False
+        )
+        if stop:
             self.stopped_at = iteration
             trainer.should_stop = True
             logger.info(

@@ -203,10 +203,11 @@ def _registry_fields(layout: DataLayout, layers: dict) -> list:
     return fields
 
 
-def _log_start(trainer, n_iter: int) -> None:
+def _log_start(trainer, n_iter: int, stop_early: bool = False) -> None:
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
     logger.info(
-        "Training SCMODAL for %d iterations on %d %s device(s).",
+        "Training SCMODAL for %s%d iterations on %d %s device(s).",
+        "at most " if stop_early else "",
         n_iter,
         trainer.num_devices,
         device,
@@ -768,10 +769,10 @@ class SCMODAL(BaseModelClass):
             ({gradient_clip_norm}).
         early_stopping
             Stop once the latent space has converged ({early_stopping}; ``None``: the
-            preset's value when ``max_steps`` is left to the preset, off when ``max_steps``
-            is given, so that it keeps meaning a fixed length). Every
-            {early_stopping_every} iterations, each cell of a fixed subsample (at most
-            {early_stopping_subsample} per modality) gets its {early_stopping_n_neighbors}
+            preset's value unless ``max_steps`` is an int, which keeps meaning a fixed
+            length). Every {early_stopping_every} iterations (``iterations_per_epoch`` must
+            divide it), each cell of a fixed subsample (at most
+            {early_stopping_subsample} per modality, drawn with ``seed``) gets its {early_stopping_n_neighbors}
             nearest neighbours in the linked modality; training stops after at least
             {early_stopping_min_iterations} iterations once the mean Jaccard agreement of
             these sets with the previous check's rises less than a fraction
@@ -871,6 +872,14 @@ class SCMODAL(BaseModelClass):
             )
             steps_per_iteration = 1 + settings["n_critic"]
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
+        every = EARLY_STOPPING.every
+        if stop_early and n_iter > every and every % iterations_per_epoch:
+            raise ValueError(
+                f"Early stopping checks every {every} iterations, at the end of a logging "
+                f"epoch: iterations_per_epoch must divide {every}, got "
+                f"{iterations_per_epoch}. Pass another iterations_per_epoch, or "
+                "early_stopping=False (or a max_steps) for a fixed length."
+            )
         data_module = self._data_module_cls(
             self.adata_manager,
             self.layout,
@@ -910,7 +919,7 @@ class SCMODAL(BaseModelClass):
                 devices=devices,
                 **trainer_kwargs,
             )
-            _log_start(runner.trainer, n_iter)
+            _log_start(runner.trainer, n_iter, stop_early)
             runner()
         self.n_iterations_trained_ += plan.n_iterations
         if not self.reference_architecture:

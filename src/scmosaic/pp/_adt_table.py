@@ -227,6 +227,7 @@ def load_adt_gene_table(
     >>> lut[["key", "genes", "ignored"]].values.tolist()
     [['cd3', ('CD3D', 'CD3E', 'CD3G'), False], ['igg1', (), True]]
     """
+    _check_species(species)
     frame = _to_frame(table, species)
     name_col, gene_col, alias_cols = _detect_layout(frame.columns)
     records = []
