@@ -229,9 +229,9 @@ def plot(folder: Path, path: Path) -> None:
         for run in (r for r in runs if r["dataset"] == dataset):
             t = [r["train_seconds"] for r in run["trajectory"]]
             for row, metric in enumerate(METRICS):
-                axes[row, col].plot(
+                axes[row, col].plot(  # unpaired data (sln) have no FOSCTTM: NaN, not drawn
                     t,
-                    [r[metric] for r in run["trajectory"]],
+                    [r.get(metric, np.nan) for r in run["trajectory"]],
                     marker=".",
                     color=colours[run["preset"]],
                     label=f"{run['preset']} (seed {run['seed']})",
