@@ -5,12 +5,16 @@
 * ``IterationTimer``: Lightning callback with the wall time of every training iteration.
 * ``with_table_and_cca``: table links and CCA scores as the columns of one link.
 * ``run_workflow``: the README workflow on a MuData, timed end to end and training alone.
+* ``launch_one``: one run of a script in a fresh single-threaded process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,3 +116,15 @@ def run_workflow(mdata, options, seed: int) -> WorkflowRun:
     latent = model.get_latent_representation()
     seconds = time.perf_counter() - start
     return WorkflowRun(processed, latent, model, linked, seconds, train_seconds)
+
+
+def launch_one(script: str, *args) -> str:
+    """``script --one args...`` in a fresh single-threaded process (its own wall time).
+
+    Returns the run's last line of output, or the end of its stderr if it failed.
+    """
+    cmd = [sys.executable, script, "--one", *map(str, args)]
+    done = subprocess.run(cmd, env=os.environ | THREAD_ENV, capture_output=True, text=True)
+    if done.returncode:
+        return f"FAILED {' '.join(map(str, args))}:\n{done.stderr[-3000:]}"
+    return done.stdout.strip().splitlines()[-1]

@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import THREAD_ENV, run_workflow
+from _common import launch_one, run_workflow
 from _data import workflow_options
+from compare import cell
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "early_stopping"
@@ -92,13 +90,6 @@ def _median(values) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
-def _cell(values, digits: int) -> str:
-    values = [v for v in values if v is not None and not np.isnan(v)]
-    if not values:
-        return "–"
-    return f"{np.median(values):.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
-
-
 def _full_runs(dataset: str, seeds: list[int]) -> dict[int, dict]:
     folder = RESULTS / "time_to_quality"
     runs = {}
@@ -136,12 +127,12 @@ def report() -> str:
         for name, rs, train_key, e2e_key in rows:
             lines.append(
                 f"| {dataset} | {name} | {len(rs)} "
-                f"| {_cell([r.get('iterations', r.get('iteration', np.nan)) for r in rs], 0)} "
-                f"| {_cell([r[train_key] for r in rs], 0) if train_key else '–'} "
-                f"| {_cell([r[e2e_key] for r in rs], 0) if e2e_key else '–'} "
-                f"| {_cell([r['label_transfer_mean'] for r in rs], 3)} "
-                f"| {_cell([r.get('macro_f1_mean', r.get('macro_f1')) for r in rs], 3)} "
-                f"| {_cell([r.get('foscttm_symmetric_euclidean') for r in rs], 3)} |"
+                f"| {cell([r.get('iterations', r.get('iteration', np.nan)) for r in rs], 0)} "
+                f"| {cell([r[train_key] for r in rs], 0) if train_key else '–'} "
+                f"| {cell([r[e2e_key] for r in rs], 0) if e2e_key else '–'} "
+                f"| {cell([r['label_transfer_mean'] for r in rs], 3)} "
+                f"| {cell([r.get('macro_f1_mean', r.get('macro_f1')) for r in rs], 3)} "
+                f"| {cell([r.get('foscttm_symmetric_euclidean') for r in rs], 3)} |"
             )
         verdicts += _verdicts(dataset, early, full, maxfuse)
     return "\n".join(lines + [""] + verdicts) + "\n"
@@ -199,15 +190,6 @@ def _verdicts(dataset: str, early: list[dict], full: dict, maxfuse: list[dict]) 
     return out
 
 
-def launch(dataset: str, seed: int) -> str:
-    """One run in its own process (its own wall time), one thread."""
-    cmd = [sys.executable, __file__, "--one", dataset, str(seed)]
-    done = subprocess.run(cmd, env={**os.environ, **THREAD_ENV}, capture_output=True, text=True)
-    if done.returncode:
-        return f"{dataset} seed {seed} failed:\n{done.stderr[-3000:]}"
-    return done.stdout.strip().splitlines()[-1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=list(VARIANT), choices=list(VARIANT))
@@ -226,7 +208,7 @@ def main() -> None:
     if not args.report:
         todo = [(d, s) for d in args.datasets for s in args.seeds]
         with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda run: launch(*run), todo):
+            for line in pool.map(lambda run: launch_one(__file__, *run), todo):
                 print(line, flush=True)
     text = report()
     (RESULTS / "early_stopping.md").write_text(text)

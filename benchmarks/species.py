@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import THREAD_ENV, run_workflow
+from _common import launch_one, run_workflow
 from _data import workflow_options
+from compare import cell
 
 from scmosaic.workflow import PACKAGED_TABLE
 
@@ -79,13 +77,6 @@ def _totalvi_runs() -> list[dict]:
     return runs
 
 
-def _cell(values, digits: int) -> str:
-    values = [v for v in values if v is not None and not np.isnan(v)]
-    if not values:
-        return "–"
-    return f"{np.median(values):.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
-
-
 def report() -> str:
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
     groups = {v: [r for r in runs if r["variant"] == v] for v in VARIANTS}
@@ -99,10 +90,10 @@ def report() -> str:
         if not rs:
             continue
         lines.append(
-            f"| {name} | {len(rs)} | {_cell([r['linked_proteins'] for r in rs], 0)} "
-            f"| {_cell([r['label_transfer_mean'] for r in rs], 3)} "
-            f"| {_cell([r['macro_f1_mean'] for r in rs], 3)} "
-            f"| {_cell([r['knn15_accuracy_top80_confident'] for r in rs], 3)} |"
+            f"| {name} | {len(rs)} | {cell([r['linked_proteins'] for r in rs], 0)} "
+            f"| {cell([r['label_transfer_mean'] for r in rs], 3)} "
+            f"| {cell([r['macro_f1_mean'] for r in rs], 3)} "
+            f"| {cell([r['knn15_accuracy_top80_confident'] for r in rs], 3)} |"
         )
     verdict = []
     if groups["packaged"] and groups["totalvi_table"]:
@@ -117,14 +108,6 @@ def report() -> str:
             f"{med['label_transfer_mean'][0]:.3f} against {med['label_transfer_mean'][1]:.3f}."
         )
     return "\n".join(lines + [""] + verdict) + "\n"
-
-
-def launch(variant: str, seed: int) -> str:
-    cmd = [sys.executable, __file__, "--one", variant, str(seed)]
-    done = subprocess.run(cmd, env={**os.environ, **THREAD_ENV}, capture_output=True, text=True)
-    if done.returncode:
-        return f"{variant} seed {seed} failed:\n{done.stderr[-3000:]}"
-    return done.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -145,7 +128,7 @@ def main() -> None:
     if not args.report:
         todo = [(v, s) for v in args.variants for s in args.seeds]
         with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda run: launch(*run), todo):
+            for line in pool.map(lambda run: launch_one(__file__, *run), todo):
                 print(line, flush=True)
     text = report()
     (RESULTS / "species.md").write_text(text)
