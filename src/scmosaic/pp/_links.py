@@ -264,7 +264,7 @@ def link_features(
         table
             For ``by="table"``: ``None`` (scmosaic's packaged ADT table of ``species``), a CSV
             path, a DataFrame or a ``{protein: "GENE1/GENE2"}`` dict (see
-    :func:`load_adt_gene_table`). A ``UserWarning`` says when fewer than half of the
+            :func:`load_adt_gene_table`). A ``UserWarning`` says when fewer than half of the
             proteins are in the packaged table (a wrong species, or a panel it does not know).
         counts_layer
             Layer with raw counts in both modalities (default ``.X``).
