@@ -238,85 +238,85 @@ def link_features(
 ) -> pd.DataFrame:
     """Build linked-feature matrices of two modalities from raw counts.
 
-        Writes two DataFrames of equal width (one column per linked pair, named
-        ``"<feature_a>:<feature_b>"``, rows = cells): ``mdata.mod[mod_a].obsm[key_a]`` and
-        ``mdata.mod[mod_b].obsm[key_b]`` (default keys ``"linked_<mod_b>"`` and
-        ``"linked_<mod_a>"``, which :meth:`~scmosaic.SCMODAL.setup_mudata` uses for a link
-        ``(mod_a, mod_b)``). Nothing else in ``mdata`` changes. Run it on the raw data, before
-        highly variable gene selection drops linked genes: values that look log-normalised
-        already raise a ``ValueError``, other non-integer values (e.g. ambient-corrected counts)
-        a ``UserWarning``. A backed modality (``mudata.read_h5mu(path, backed=True)``) is read
-        in chunks of rows; the smoothing's PCA reads all its counts into memory.
+    Writes two DataFrames of equal width (one column per linked pair, named
+    ``"<feature_a>:<feature_b>"``, rows = cells): ``mdata.mod[mod_a].obsm[key_a]`` and
+    ``mdata.mod[mod_b].obsm[key_b]`` (default keys ``"linked_<mod_b>"`` and
+    ``"linked_<mod_a>"``, which :meth:`~scmosaic.SCMODAL.setup_mudata` uses for a link
+    ``(mod_a, mod_b)``). Nothing else in ``mdata`` changes. Run it on the raw data, before
+    highly variable gene selection drops linked genes: values that look log-normalised
+    already raise a ``ValueError``, other non-integer values (e.g. ambient-corrected counts)
+    a ``UserWarning``. A backed modality (``mudata.read_h5mu(path, backed=True)``) is read
+    in chunks of rows; the smoothing's PCA reads all its counts into memory.
 
-        Parameters
-        ----------
-        mdata
-            MuData with raw counts.
-        mod_a
-            With ``by="table"`` the protein (ADT) modality; with ``by="names"`` any modality.
-        mod_b
-            With ``by="table"`` the gene (RNA) modality.
-        by
-            ``"table"``: a protein -> gene table (multi-gene entries such as ``CD3D/CD3E``,
-            ``Ignore`` rows; names matched case-, punctuation-, clone-suffix- and
-            ``_TotalSeqB``-insensitively). ``"names"``: features with the same name in both
-            modalities (e.g. RNA genes vs ATAC gene activity).
-        table
-            For ``by="table"``: ``None`` (scmosaic's packaged ADT table of ``species``), a CSV
-            path, a DataFrame or a ``{protein: "GENE1/GENE2"}`` dict (see
-            :func:`load_adt_gene_table`). A ``UserWarning`` says when fewer than half of the
-            proteins are in the packaged table (a wrong species, or a panel it does not know).
-        counts_layer
-            Layer with raw counts in both modalities (default ``.X``).
-        gene_symbols
-            Column of ``mdata.mod[mod_b].var`` with gene symbols, if ``var_names`` are not.
-        normalization
-            ``"reference"``: both blocks normalised to one target sum,
-            ``max(median library size of mod_b's linked block, min_target_sum)``, then log1p
-            (as published). ``"library"`` (default): each modality normalised by its full
-            library size (target 1e4), then log1p; less noisy when few features link (minibatch
-            anchor precision on the Hao subset 0.64 -> 0.76). Both are then z-scored per column
-            and clipped.
-        smooth_neighbors
-            Average each cell's linked features over itself and its nearest neighbours in its
-            own modality (kNN of a PCA of all its features, ``smooth_neighbors`` cells in all)
-            before z-scoring; 0 or 1 disables it (the reference does not smooth).
-        multi_gene
-            ``"pairs"``: one column per protein-gene pair (reference); ``"sum"``: one column
-            per protein with the listed genes' counts summed.
-        min_target_sum
-            Floor of the shared target sum of ``"reference"`` normalisation.
-        clip
-            Clip of the z-scored values (``None``: no clip).
-        key_a, key_b
-            ``.obsm`` keys to write.
-        knn_method
-            {knn_method}
-            Used by the smoothing.
-        species
-            Which packaged table ``table=None`` uses: ``"human"``, ``"mouse"``, or ``"auto"``
-            (default): detected from the case of ``mod_b``'s gene names
-            (:func:`detect_species`; human when unclear), with a log message saying which.
-            Not used when a ``table`` is given.
+    Parameters
+    ----------
+    mdata
+        MuData with raw counts.
+    mod_a
+        With ``by="table"`` the protein (ADT) modality; with ``by="names"`` any modality.
+    mod_b
+        With ``by="table"`` the gene (RNA) modality.
+    by
+        ``"table"``: a protein -> gene table (multi-gene entries such as ``CD3D/CD3E``,
+        ``Ignore`` rows; names matched case-, punctuation-, clone-suffix- and
+        ``_TotalSeqB``-insensitively). ``"names"``: features with the same name in both
+        modalities (e.g. RNA genes vs ATAC gene activity).
+    table
+        For ``by="table"``: ``None`` (scmosaic's packaged ADT table of ``species``), a CSV
+        path, a DataFrame or a ``{protein: "GENE1/GENE2"}`` dict (see
+        :func:`load_adt_gene_table`). A ``UserWarning`` says when fewer than half of the
+        proteins are in the packaged table (a wrong species, or a panel it does not know).
+    counts_layer
+        Layer with raw counts in both modalities (default ``.X``).
+    gene_symbols
+        Column of ``mdata.mod[mod_b].var`` with gene symbols, if ``var_names`` are not.
+    normalization
+        ``"reference"``: both blocks normalised to one target sum,
+        ``max(median library size of mod_b's linked block, min_target_sum)``, then log1p
+        (as published). ``"library"`` (default): each modality normalised by its full
+        library size (target 1e4), then log1p; less noisy when few features link (minibatch
+        anchor precision on the Hao subset 0.64 -> 0.76). Both are then z-scored per column
+        and clipped.
+    smooth_neighbors
+        Average each cell's linked features over itself and its nearest neighbours in its
+        own modality (kNN of a PCA of all its features, ``smooth_neighbors`` cells in all)
+        before z-scoring; 0 or 1 disables it (the reference does not smooth).
+    multi_gene
+        ``"pairs"``: one column per protein-gene pair (reference); ``"sum"``: one column
+        per protein with the listed genes' counts summed.
+    min_target_sum
+        Floor of the shared target sum of ``"reference"`` normalisation.
+    clip
+        Clip of the z-scored values (``None``: no clip).
+    key_a, key_b
+        ``.obsm`` keys to write.
+    knn_method
+        {knn_method}
+        Used by the smoothing.
+    species
+        Which packaged table ``table=None`` uses: ``"human"``, ``"mouse"``, or ``"auto"``
+        (default): detected from the case of ``mod_b``'s gene names
+        (:func:`detect_species`; human when unclear), with a log message saying which.
+        Not used when a ``table`` is given.
 
-        Returns
-        -------
-        A report with one row per feature of ``mod_a``: its match and a ``status`` of
-        ``"linked"``, ``"gene_not_in_data"``, ``"ignored"``, ``"unmatched"`` (table) or
-        ``"not_in_other"`` (names).
+    Returns
+    -------
+    A report with one row per feature of ``mod_a``: its match and a ``status`` of
+    ``"linked"``, ``"gene_not_in_data"``, ``"ignored"``, ``"unmatched"`` (table) or
+    ``"not_in_other"`` (names).
 
-        Raises
-        ------
-        KeyError
-            A modality, the counts layer or the ``gene_symbols`` column is missing.
-        ValueError
-            No feature links, a modality of fewer than two cells, counts that are all zero,
-            negative, non-finite or log-normalised, or an invalid option.
+    Raises
+    ------
+    KeyError
+        A modality, the counts layer or the ``gene_symbols`` column is missing.
+    ValueError
+        No feature links, a modality of fewer than two cells, counts that are all zero,
+        negative, non-finite or log-normalised, or an invalid option.
 
-        Examples
-        --------
-        >>> report = scmosaic.pp.link_features(mdata, "adt", "rna")
-        >>> report["status"].value_counts()
+    Examples
+    --------
+    >>> report = scmosaic.pp.link_features(mdata, "adt", "rna")
+    >>> report["status"].value_counts()
     """
     two_modalities(mdata, (mod_a, mod_b), "link_features")
     _check_link_options(
