@@ -5,7 +5,7 @@
 * ``IterationTimer``: Lightning callback with the wall time of every training iteration.
 * ``with_table_and_cca``: table links and CCA scores as the columns of one link.
 * ``run_workflow``: the README workflow on a MuData, timed end to end and training alone.
-* ``launch_one``: one run of a script in a fresh single-threaded process.
+* ``launch_one``, ``launch_all``: runs of a script, each in a fresh single-threaded process.
 """
 
 from __future__ import annotations
@@ -118,13 +118,24 @@ def run_workflow(mdata, options, seed: int) -> WorkflowRun:
     return WorkflowRun(processed, latent, model, linked, seconds, train_seconds)
 
 
-def launch_one(script: str, *args) -> str:
-    """``script --one args...`` in a fresh single-threaded process (its own wall time).
+def launch_one(script: str, *args, threads: int = 1) -> str:
+    """``script --one args...`` in a fresh process of ``threads`` threads (its own wall time).
 
     Returns the run's last line of output, or the end of its stderr if it failed.
     """
     cmd = [sys.executable, script, "--one", *map(str, args)]
-    done = subprocess.run(cmd, env=os.environ | THREAD_ENV, capture_output=True, text=True)
+    env = os.environ | {key: str(threads) for key in THREAD_ENV}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         return f"FAILED {' '.join(map(str, args))}:\n{done.stderr[-3000:]}"
-    return done.stdout.strip().splitlines()[-1]
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else f"done {' '.join(map(str, args))}"
+
+
+def launch_all(script: str, runs: list[tuple], jobs: int) -> None:
+    """:func:`launch_one` for every run, ``jobs`` at a time, printing each outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for line in pool.map(lambda run: launch_one(script, *run), runs):
+            print(line, flush=True)

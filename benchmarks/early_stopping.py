@@ -31,11 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import launch_one, run_workflow
+from _common import launch_all, run_workflow
 from _data import workflow_options
 from compare import cell
 
@@ -207,9 +206,7 @@ def main() -> None:
         return
     if not args.report:
         todo = [(d, s) for d in args.datasets for s in args.seeds]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda run: launch_one(__file__, *run), todo):
-                print(line, flush=True)
+        launch_all(__file__, todo, args.jobs)
     text = report()
     (RESULTS / "early_stopping.md").write_text(text)
     print(text)

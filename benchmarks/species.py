@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import launch_one, run_workflow
+from _common import launch_all, run_workflow
 from _data import workflow_options
 from compare import cell
 
@@ -63,15 +62,14 @@ def run_one(variant: str, seed: int) -> dict:
 
 def _totalvi_runs() -> list[dict]:
     """``early_stopping.py``'s SLN runs: the same workflow with the totalVI mouse table."""
-    from _data import load, workflow_options
+    from _data import load
 
-    from scmosaic.pp._links import _table_pairs
+    from scmosaic import workflow
 
     runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "early_stopping").glob("sln_*"))]
     if runs:
-        mdata = load("sln")
-        table = workflow_options("sln").table
-        _, report = _table_pairs(mdata["adt"].var_names, mdata["rna"].var_names, table, "pairs")
+        options = workflow_options("sln", link_kwargs={"smooth_neighbors": 0})
+        report = workflow.link(load("sln"), options).report
         for r in runs:
             r["linked_proteins"] = int((report["status"] == "linked").sum())
     return runs
@@ -127,9 +125,7 @@ def main() -> None:
         return
     if not args.report:
         todo = [(v, s) for v in args.variants for s in args.seeds]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda run: launch_one(__file__, *run), todo):
-                print(line, flush=True)
+        launch_all(__file__, todo, args.jobs)
     text = report()
     (RESULTS / "species.md").write_text(text)
     print(text)

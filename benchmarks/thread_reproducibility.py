@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from _common import launch_one, run_workflow
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "thread_reproducibility"
@@ -32,7 +30,6 @@ OUT = RESULTS / "thread_reproducibility"
 def run_one(seed: int, threads: int) -> dict:
     import mudata
     import torch
-    from _common import run_workflow
     from _data import workflow_options
     from compare import score, unpaired_data
 
@@ -97,12 +94,7 @@ def main() -> None:
     if not args.report:
         for seed in args.seeds:
             for threads in (1, 2):
-                env = os.environ | {
-                    k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-                }
-                cmd = [sys.executable, __file__, "--one", str(seed), str(threads)]
-                subprocess.run(cmd, env=env, check=True, capture_output=True)
-                print(f"seed {seed}, {threads} thread(s) done", flush=True)
+                print(launch_one(__file__, seed, threads, threads=threads), flush=True)
     text = report()
     (RESULTS / "thread_reproducibility.md").write_text(text)
     print(text)

@@ -110,7 +110,6 @@ class ConvergenceStopping(Callback):
         self.n_neighbors = n_neighbors
         self._previous: list[torch.Tensor] | None = None
         self._next_check = rule.every
-        self.stopped_at: int | None = None
 
     @torch.inference_mode()
     def _neighbors(self, module) -> list[torch.Tensor]:
@@ -154,7 +153,6 @@ class ConvergenceStopping(Callback):
             self.rule.update(iteration, agreement), all=False
         )
         if stop:
-            self.stopped_at = iteration
             trainer.should_stop = True
             logger.info(
                 "Early stopping after %d iterations: the cross-modal neighbour agreement "

@@ -836,6 +836,7 @@ class SCMODAL(BaseModelClass):
         stop_early = settings["early_stopping"] and (
             early_stopping is not None or max_steps in (None, "auto")
         )
+        seed = self.seed if seed is None else seed
         self._check_registered_features()
         if self.reference_architecture and not self._new_batches():
             warnings.warn(
@@ -861,7 +862,7 @@ class SCMODAL(BaseModelClass):
                 links=[(link.mod_a, link.mod_b) for link in self.layout.links],
                 lr=_first_given(lr, (plan_kwargs or {}).get("lr"), QUERY_LR),
                 reference_codes=self._reference_codes(),
-                seed=self.seed if seed is None else seed,
+                seed=seed,
                 **plan_settings,
             )
             steps_per_iteration = 1
@@ -885,7 +886,7 @@ class SCMODAL(BaseModelClass):
             self.layout,
             batch_size=settings["batch_size"],
             iterations_per_epoch=iterations_per_epoch,
-            seed=self.seed if seed is None else seed,
+            seed=seed,
             **_merge_kwargs(
                 "datasplitter_kwargs",
                 datasplitter_kwargs,
@@ -898,7 +899,7 @@ class SCMODAL(BaseModelClass):
         if stop_early:
             trainer_kwargs["callbacks"] = [
                 *(trainer_kwargs.get("callbacks") or []),
-                self._convergence_stopping(self.seed if seed is None else seed),
+                self._convergence_stopping(seed),
             ]
         deterministic = _trains_on_cpu(accelerator) if deterministic is None else deterministic
         # Inference leaves the module in eval mode; Lightning would warn about it.
@@ -927,11 +928,8 @@ class SCMODAL(BaseModelClass):
 
     def _convergence_stopping(self, seed: int) -> ConvergenceStopping:
         """The early-stopping callback, on a fixed subsample of each modality's cells."""
-        rng = np.random.default_rng(seed)
         inputs = {}
-        for m in self.modalities:
-            n_obs = self.adata.mod[m].n_obs
-            rows = np.sort(rng.choice(n_obs, min(EARLY_STOPPING.subsample, n_obs), replace=False))
+        for m, rows in self._subsample_rows(EARLY_STOPPING.subsample, seed).items():
             _, chunks = self._registered_rows(None, m, len(rows), rows)
             inputs[m] = next(chunks)
         rule = ConvergenceRule(
@@ -950,14 +948,20 @@ class SCMODAL(BaseModelClass):
         Saved with the model: query mapping anchors new batches to them, so it needs neither
         the reference data nor their features.
         """
-        rng = np.random.default_rng(self.seed)
         self.module.eval()
-        sketch = {}
+        return {
+            m: self._encode(None, m, 2048, rows)[1].numpy()
+            for m, rows in self._subsample_rows(SKETCH_SIZE, self.seed).items()
+        }
+
+    def _subsample_rows(self, size: int, seed: int) -> dict[str, np.ndarray]:
+        """Sorted rows of at most ``size`` cells per modality, drawn without replacement."""
+        rng = np.random.default_rng(seed)
+        rows = {}
         for m in self.modalities:
             n_obs = self.adata.mod[m].n_obs
-            rows = np.sort(rng.choice(n_obs, min(SKETCH_SIZE, n_obs), replace=False))
-            sketch[m] = self._encode(None, m, 2048, rows)[1].numpy()
-        return sketch
+            rows[m] = np.sort(rng.choice(n_obs, min(size, n_obs), replace=False))
+        return rows
 
     def _reference_codes(self) -> dict[str, torch.Tensor] | None:
         """The reference's latent sketch, for the anchor term of query mapping."""

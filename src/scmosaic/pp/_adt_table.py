@@ -112,7 +112,6 @@ def _check_species(species: str) -> None:
 
 
 def _read_packaged_table(species: str = "human") -> pd.DataFrame:
-    _check_species(species)
     source = resources.files(__package__) / "data" / PACKAGED_TABLES[species]
     with source.open("r", encoding="utf-8-sig") as fh:
         return pd.read_csv(fh, dtype=str, keep_default_na=False)
