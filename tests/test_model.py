@@ -95,10 +95,10 @@ def test_inference_on_backed_mudata(unpaired, tmp_path):
         np.testing.assert_array_equal(latent[m], on_disk[m])
 
 
-def test_imputation_named_and_unscaled(unpaired):
+def test_decoder_imputation_named_and_unscaled(unpaired):
     model = _trained(unpaired)
-    scaled = model.get_imputed_features("rna", "adt")
-    log = model.get_imputed_features("rna", "adt", space="log")
+    scaled = model.get_imputed_features("rna", "adt", method="decoder")
+    log = model.get_imputed_features("rna", "adt", space="log", method="decoder")
     assert isinstance(scaled, pd.DataFrame)
     assert list(scaled.columns) == list(unpaired.mod["adt"].var_names)
     assert list(scaled.index) == list(unpaired.mod["rna"].obs_names)
@@ -108,6 +108,33 @@ def test_imputation_named_and_unscaled(unpaired):
     )
     with pytest.raises(ValueError, match="'protein'"):
         model.get_imputed_features("rna", "protein")
+
+
+def test_neighbor_imputation_averages_nearest_measured_cells(unpaired):
+    """The default: each RNA cell gets the mean measured ADT of its k nearest ADT cells in
+    the latent space, in log space and (clipped, z-scored) in the scaled space."""
+    from sklearn.neighbors import NearestNeighbors
+
+    model = _trained(unpaired)
+    latent = model.get_latent_representation()
+    k = 7
+    nearest = NearestNeighbors(n_neighbors=k).fit(latent["adt"]).kneighbors(latent["rna"])[1]
+    measured = unpaired["adt"].X.toarray()
+    log = model.get_imputed_features("rna", "adt", space="log", n_neighbors=k, batch_size=16)
+    assert list(log.columns) == list(unpaired.mod["adt"].var_names)
+    assert list(log.index) == list(unpaired.mod["rna"].obs_names)
+    np.testing.assert_allclose(log.to_numpy(), measured[nearest].mean(1), rtol=1e-5, atol=1e-5)
+    scaled_cells = model.module.scale("adt", torch.as_tensor(measured)).numpy()
+    scaled = model.get_imputed_features("rna", "adt", n_neighbors=k)
+    np.testing.assert_allclose(scaled.to_numpy(), scaled_cells[nearest].mean(1), atol=1e-5)
+    # k beyond the number of ADT cells: every cell gets the mean of all of them.
+    everything = model.get_imputed_features("rna", "adt", space="log", n_neighbors=10_000)
+    np.testing.assert_allclose(everything.to_numpy()[0], measured.mean(0), rtol=1e-5)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="n_neighbors"):
+            model.get_imputed_features("rna", "adt", n_neighbors=bad)
+    with pytest.raises(ValueError, match="method"):
+        model.get_imputed_features("rna", "adt", method="knn")
 
 
 def test_standardisation_statistics(unpaired):
@@ -303,6 +330,7 @@ def test_new_data_features_matched_by_name(unpaired, tmp_path):
     )
     imputed = model.get_imputed_features("rna", "adt", mdata=shuffled)
     assert list(imputed.columns) == list(unpaired["adt"].var_names)
+    np.testing.assert_allclose(imputed, model.get_imputed_features("rna", "adt"), atol=1e-6)
     # Renamed features of the same count: an error that names them.
     renamed = unpaired.copy()
     renamed.mod["adt"].var_names = [f"other{j}" for j in range(renamed["adt"].n_vars)]

@@ -194,9 +194,12 @@ def test_query_model_saves_and_loads(reference, tmp_path):
     for m, codes in loaded.get_latent_representation().items():
         np.testing.assert_array_equal(codes, latent[m])
     assert loaded.layout.batch_categories == model.layout.batch_categories
-    # Cross-modal imputation for query cells of one modality only.
+    # Cross-modal imputation for query cells of one modality only: by the decoder, as the
+    # query holds no measured ADT cells to average.
     rna_only = _map(reference, _query("rna"))
-    assert rna_only.get_imputed_features("rna", "adt").shape == (80, 12)
+    assert rna_only.get_imputed_features("rna", "adt", method="decoder").shape == (80, 12)
+    with pytest.raises(ValueError, match="'adt' cells.*method='decoder'"):
+        rna_only.get_imputed_features("rna", "adt")
 
 
 def test_reference_without_sketch_maps_without_anchors(reference, caplog):

@@ -20,7 +20,7 @@ from scvi.data.fields import MuDataCategoricalObsField, MuDataLayerField, MuData
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from .._checks import get_modality
+from .._checks import check_positive_int, get_modality
 from .._choices import PresetName
 from .._keys import (
     JOINT_LATENT_OBSM_KEY,
@@ -34,6 +34,7 @@ from .._stats import feature_mean_std
 from ._convergence import ConvergenceRule, ConvergenceStopping
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
+from ._imputation import IMPUTATION_NEIGHBORS, average_rows, neighbor_weights
 from ._layout import DataLayout, Link
 from ._module import SCMODALModule
 from ._presets import (
@@ -1209,8 +1210,19 @@ class SCMODAL(BaseModelClass):
         mdata: MuData | None = None,
         space: Literal["scaled", "log"] = "scaled",
         batch_size: int = 2048,
+        method: Literal["neighbors", "decoder"] = "neighbors",
+        n_neighbors: int = IMPUTATION_NEIGHBORS,
     ) -> pd.DataFrame:
-        """Cross-modal imputation ``G_target(E_source(x_source))`` for the source's cells.
+        """Cross-modal imputation: the target's features for each cell of the source.
+
+        ``method="neighbors"`` (default): the mean of the measured target values of the
+        ``n_neighbors`` target cells nearest to each source cell in the joint latent space.
+        The target cells are those of the model's registered data (the training data, or a
+        query model's query); a paired cell's own measurement is among its neighbours.
+        ``method="decoder"``: the decoder's prediction ``G_target(E_source(x_source))``, which
+        needs no target cells (e.g. a query model whose query lacks the target modality).
+        On the benchmark sets the neighbours' mean correlates better with held-out
+        measurements (user guide, "Imputation").
 
         Parameters
         ----------
@@ -1219,18 +1231,29 @@ class SCMODAL(BaseModelClass):
         target
             Modality whose features are predicted, e.g. ``"adt"``.
         mdata
-            MuData of the same layout as the training data (default: the training data).
+            MuData holding the source cells, of the same layout as the training data
+            (default: the registered data).
         space
-            ``"scaled"``: z-scored space of the target (what the decoder outputs);
-            ``"log"``: un-scaled with the target's stored feature mean and std, i.e. the
-            space of the registered target layer (log-normalised values).
+            ``"scaled"``: the target's z-scored space (what the model's encoders see and its
+            decoder outputs); ``"log"``: the space of the registered target layer
+            (log-normalised values).
         batch_size
             Cells per chunk.
+        method
+            ``"neighbors"`` or ``"decoder"``.
+        n_neighbors
+            Target cells averaged per source cell (``method="neighbors"``; capped at the
+            number of target cells).
 
         Returns
         -------
         DataFrame of shape ``(source cells, target features)`` indexed by the source's
         ``obs_names`` with the target's ``var_names`` as columns.
+
+        Raises
+        ------
+        ValueError
+            ``method="neighbors"`` while the registered data hold no cell of ``target``.
 
         Examples
         --------
@@ -1241,7 +1264,23 @@ class SCMODAL(BaseModelClass):
         self._check_modality(target, "Target")
         if space not in ("scaled", "log"):
             raise ValueError(f"space must be 'scaled' or 'log', got {space!r}.")
+        if method not in ("neighbors", "decoder"):
+            raise ValueError(f"method must be 'neighbors' or 'decoder', got {method!r}.")
         self.module.eval()
+        if method == "neighbors":
+            check_positive_int(n_neighbors, "n_neighbors")
+            adata, imputed = self._impute_from_neighbors(
+                source, target, mdata, space, batch_size, n_neighbors
+            )
+        else:
+            adata, imputed = self._impute_from_decoder(source, target, mdata, space, batch_size)
+        return pd.DataFrame(
+            imputed,
+            index=adata.obs_names.copy(),
+            columns=pd.Index(self._trained_features(target)),
+        )
+
+    def _impute_from_decoder(self, source, target, mdata, space, batch_size) -> tuple:
         adata, rows = self._registered_rows(mdata, source, batch_size)
         chunks = []
         for x, b in rows:
@@ -1251,8 +1290,22 @@ class SCMODAL(BaseModelClass):
             if space == "log":
                 x_hat = self.module.unscale(target, x_hat)
             chunks.append(x_hat.cpu())
-        return pd.DataFrame(
-            torch.cat(chunks).numpy(),
-            index=adata.obs_names.copy(),
-            columns=pd.Index(self._trained_features(target)),
+        n_features = len(self._trained_features(target))
+        imputed = torch.cat(chunks).numpy() if chunks else np.zeros((0, n_features), np.float32)
+        return adata, imputed
+
+    def _impute_from_neighbors(self, source, target, mdata, space, batch_size, k) -> tuple:
+        if target not in self.adata.mod or self.adata.mod[target].n_obs == 0:
+            raise ValueError(
+                f"method='neighbors' averages the measured {target!r} cells of the model's "
+                f"registered data, and it has none; use method='decoder'."
+            )
+        adata, source_codes = self._encode(mdata, source, batch_size)
+        _, target_codes = self._encode(None, target, batch_size)
+        weights = neighbor_weights(source_codes.numpy(), target_codes.numpy(), k)
+        _, rows = self._registered_rows(None, target, batch_size)
+        values = (
+            x if space == "log" else self.module.scale(target, x.to(self.device)).cpu()
+            for x, _ in rows
         )
+        return adata, average_rows(weights, (v.numpy() for v in values))

@@ -288,6 +288,10 @@ class SCMODALModule(BaseModuleClass):
             self.decoders[modality], self.decoder_batch_offsets, modality, z, batch
         )
 
+    def scale(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Features of ``modality`` in the registered (log) space, z-scored and clipped."""
+        return self.standardizers[modality](x)
+
     def unscale(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Z-scored features of ``modality`` back in the registered (log) space."""
         return self.standardizers[modality].inverse(x)
