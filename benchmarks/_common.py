@@ -5,7 +5,8 @@
 * ``IterationTimer``: Lightning callback with the wall time of every training iteration.
 * ``with_table_and_cca``: table links and CCA scores as the columns of one link.
 * ``run_workflow``: the README workflow on a MuData, timed end to end and training alone.
-* ``launch_one``, ``launch_all``: runs of a script, each in a fresh single-threaded process.
+* ``launch_one``, ``launch_all``: runs of a script, each in a fresh single-threaded process;
+  ``peer_python``: the interpreter of a peer's own virtual environment.
 """
 
 from __future__ import annotations
@@ -118,12 +119,23 @@ def run_workflow(mdata, options, seed: int) -> WorkflowRun:
     return WorkflowRun(processed, latent, model, linked, seconds, train_seconds)
 
 
-def launch_one(script: str, *args, threads: int = 1) -> str:
-    """``script --one args...`` in a fresh process of ``threads`` threads (its own wall time).
+VENVS = Path(__file__).parent / ".venvs"
+
+
+def peer_python(peer: str) -> str:
+    """The interpreter of ``benchmarks/.venvs/<peer>`` where it exists (a peer whose pins
+    conflict with scmosaic's lives there), else this one."""
+    python = VENVS / peer / "bin" / "python"
+    return str(python) if python.exists() else sys.executable
+
+
+def launch_one(script: str, *args, threads: int = 1, python: str | None = None) -> str:
+    """``script --one args...`` in a fresh process of ``threads`` threads (its own wall time),
+    run by ``python`` (default: this interpreter; e.g. a peer's virtual environment).
 
     Returns the run's last line of output, or the end of its stderr if it failed.
     """
-    cmd = [sys.executable, script, "--one", *map(str, args)]
+    cmd = [python or sys.executable, script, "--one", *map(str, args)]
     env = os.environ | {key: str(threads) for key in THREAD_ENV}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -132,10 +144,14 @@ def launch_one(script: str, *args, threads: int = 1) -> str:
     return lines[-1] if lines else f"done {' '.join(map(str, args))}"
 
 
-def launch_all(script: str, runs: list[tuple], jobs: int) -> None:
-    """:func:`launch_one` for every run, ``jobs`` at a time, printing each outcome."""
+def launch_all(script: str, runs: list[tuple], jobs: int, python=None) -> None:
+    """:func:`launch_one` for every run, ``jobs`` at a time, printing each outcome;
+    ``python(run)`` may name the interpreter of a run (``None``: this one)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def one(run: tuple) -> str:
+        return launch_one(script, *run, python=python(run) if python else None)
+
     with ThreadPoolExecutor(jobs) as pool:
-        for line in pool.map(lambda run: launch_one(script, *run), runs):
+        for line in pool.map(one, runs):
             print(line, flush=True)
