@@ -7,6 +7,7 @@
 * ``run_workflow``: the README workflow on a MuData, timed end to end and training alone.
 * ``launch_one``, ``launch_all``: runs of a script, each in a fresh single-threaded process;
   ``peer_python``: the interpreter of a peer's own virtual environment.
+* ``update_readme``: replace a results table of the repository's README with a regenerated one.
 """
 
 from __future__ import annotations
@@ -155,3 +156,18 @@ def launch_all(script: str, runs: list[tuple], jobs: int, python=None) -> None:
     with ThreadPoolExecutor(jobs) as pool:
         for line in pool.map(one, runs):
             print(line, flush=True)
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def update_readme(name: str, table: str, readme: Path = README) -> None:
+    """Replace the text between ``<!-- name table -->`` and ``<!-- /name table -->`` in the
+    README with ``table``, so that the README's results are the script's, not retyped."""
+    start, end = f"<!-- {name} table -->", f"<!-- /{name} table -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise KeyError(f"README.md has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table.strip()}\n{end}{tail}")
