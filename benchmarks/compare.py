@@ -1,4 +1,4 @@
-"""SCMODAL against MaxFuse (and totalVI as a paired upper bound), side by side.
+"""SCMODAL against MaxFuse and scConfluence (and totalVI as a paired upper bound), side by side.
 
 One command runs every method on every dataset and seed, each run in its own process (so
 wall time and peak memory are the run's own), writes one JSON per run to
@@ -29,6 +29,24 @@ Methods:
   data allow (14 ADTs on ``pbmc10k``), and the ADT side of ``refine_pivots``/``propagate``
   is reduced to 15 SVD components instead of left whole (see ``run_maxfuse``).
   An optional benchmark dependency: ``pip install maxfuse==0.0.2 "pynndescent<0.7"``.
+* ``scconfluence``: scConfluence 0.1.1 (Samaran et al., Nat. Commun. 2024) with the
+  settings of its RNA + protein tutorial (``cantinilab/scconfluence``,
+  ``docs/source/tutorials/RNA_PROT_tutorial.ipynb``; the paper's CITE-seq configs,
+  ``cantinilab/scc_reproducibility`` ``configs/cfg_OP_Cite.yml``, agree) on the same
+  protein-gene pairs: correlation distance of the linked features (RNA log-normalised, ADT
+  CLR, both scaled), RNA autoencoder on 100 PCs of the HVGs with a ZINB loss, ADT
+  autoencoder on CLR values with an L2 loss, 16 latent dimensions, mass 0.5, reach 0.3,
+  IOT weight 0.01, Sinkhorn weight 0.1, up to 1,000 epochs with early stopping (patience
+  40); its embedding is the encoders' posterior means. Departures: no cell filtering, no
+  batch key, latent size clipped to the number of ADTs (see ``run_scconfluence``). It runs
+  in ``benchmarks/.venvs/scconfluence`` when that exists, installed without its declared
+  dependencies (it pins numpy < 2 and older scanpy/lightning, yet runs on this environment's
+  numpy 2, scanpy and pytorch-lightning 2)::
+
+      python -m venv --system-site-packages benchmarks/.venvs/scconfluence
+      benchmarks/.venvs/scconfluence/bin/pip install --no-deps scconfluence==0.1.1 \\
+          "geomloss>=0.2,<0.3" "pot>=0.9.1,<0.10"
+
 * ``totalvi``: scvi-tools' totalVI trained on the *paired* cells (it sees the pairing, so
   it is an upper bound, not a peer), scored by label transfer between the two halves of
   the ``halves`` split in its joint latent space.
@@ -43,6 +61,7 @@ accuracy of the 80% most confident cells against all cells; wall time of the met
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -54,12 +73,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import THREAD_ENV, with_table_and_cca
+from _common import THREAD_ENV, peer_python, update_readme, with_table_and_cca
 from _data import LABELS, PAIRED, load, workflow_options
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = ["hao", "pbmc10k", "sln"]
-METHODS = ["scmodal_table", "scmodal_table_cca", "maxfuse", "totalvi"]
+METHODS = ["scmodal_table", "scmodal_table_cca", "maxfuse", "scconfluence", "totalvi"]
 STEPS = {"hao": None, "pbmc10k": 2000, "sln": 2000}  # None: the preset's data-size rule
 
 
@@ -163,9 +182,20 @@ def _maxfuse_arrays(mdata, pairs: list[tuple[str, str]]):
 
 
 def run_maxfuse(dataset: str, variant: str, seed: int):
+    mdata, fusor, seconds, info = fit_maxfuse(unpaired_data(dataset, variant, seed), dataset, seed)
+    start = time.perf_counter()
+    emb_rna, emb_adt = fusor.get_embedding(
+        active_arr1=fusor.active_arr1, active_arr2=fusor.active_arr2
+    )
+    seconds += time.perf_counter() - start
+    return mdata, np.asarray(emb_rna), np.asarray(emb_adt), seconds, info
+
+
+def fit_maxfuse(mdata, dataset: str, seed: int):
+    """MaxFuse's tutorial pipeline on ``mdata`` up to its matching: ``(mdata, fusor, seconds,
+    info)``; the fusor's arrays have the rows of ``mdata["rna"]`` and ``mdata["adt"]``."""
     import maxfuse as mf
 
-    mdata = unpaired_data(dataset, variant, seed)
     pairs = protein_gene_pairs(mdata, dataset)
     start = time.perf_counter()
     np.random.seed(seed)
@@ -209,12 +239,127 @@ def run_maxfuse(dataset: str, variant: str, seed: int):
     fusor.filter_bad_matches(target="pivot", filter_prop=0.5, verbose=False)
     fusor.propagate(svd_components1=40, svd_components2=svd_adt, wt1=0.7, wt2=0.7, verbose=False)
     fusor.filter_bad_matches(target="propagated", filter_prop=0.1, verbose=False)
-    emb_rna, emb_adt = fusor.get_embedding(
-        active_arr1=fusor.active_arr1, active_arr2=fusor.active_arr2
-    )
     seconds = time.perf_counter() - start
     info = {"n_shared_features": n_shared, "n_adt_features": n_adt}
-    return mdata, np.asarray(emb_rna), np.asarray(emb_adt), seconds, info
+    return mdata, fusor, seconds, info
+
+
+def _clr(x: np.ndarray) -> np.ndarray:
+    """Per-cell centred log-ratio, as ``muon.prot.pp.clr(adata, axis=1)`` computes it
+    (``log1p(x / exp(mean(log1p(x))))`` per cell); muon is not installed here."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.log1p(x / np.exp(np.log1p(x).mean(axis=1, keepdims=True)))
+
+
+def run_scconfluence(dataset: str, variant: str, seed: int, accelerator: str):
+    """scConfluence 0.1.1 with the settings of its RNA + protein tutorial
+    (``cantinilab/scconfluence``, ``docs/source/tutorials/RNA_PROT_tutorial.ipynb``), which
+    the paper's CITE-seq configs (``cantinilab/scc_reproducibility``,
+    ``configs/cfg_OP_Cite.yml``) repeat; the cross-modal distance uses the protein-gene
+    pairs of :func:`protein_gene_pairs`, like MaxFuse."""
+    import tempfile
+
+    import anndata as ad
+    import mudata
+    import pytorch_lightning as pl
+    import scanpy as sc
+    import torch
+    from scconfluence.model import ScConfluence
+    from scconfluence.unimodal import AutoEncoder
+    from scipy.spatial.distance import cdist
+
+    mdata = unpaired_data(dataset, variant, seed)
+    pairs = protein_gene_pairs(mdata, dataset)
+    start = time.perf_counter()
+    pl.seed_everything(seed, workers=True)  # also seeds numpy (train/validation split), torch
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    dense = lambda x: np.asarray(x.toarray() if hasattr(x, "toarray") else x)  # noqa: E731
+    rna = mdata["rna"].copy()
+    adt = mdata["adt"].copy()
+    # The tutorial's QC, features only: its cell filters (min_genes=100 RNA, 10 ADT) would
+    # drop cells every method has to embed (and most cells of a 500-gene panel).
+    sc.pp.filter_genes(rna, min_cells=20)
+    sc.pp.filter_genes(adt, min_cells=20)
+    pairs = [(g, p) for g, p in pairs if g in rna.var_names and p in adt.var_names]
+
+    # Cross-modal distance on the linked features: RNA counts of the linked genes
+    # log-normalised (1e4) and scaled, their proteins CLR-normalised and scaled, correlation
+    # distance. A protein linked to several genes appears once per gene (the paper repo's
+    # ``get_gene_prots(all_genes=True)``; the tutorial has one gene per protein).
+    rna_cm = ad.AnnData(dense(rna[:, [g for g, _ in pairs]].X).astype(np.float32))
+    sc.pp.normalize_total(rna_cm, target_sum=1e4)
+    sc.pp.log1p(rna_cm)
+    sc.pp.scale(rna_cm)
+    adt_cm = ad.AnnData(_clr(dense(adt[:, [p for _, p in pairs]].X)))
+    sc.pp.scale(adt_cm)
+    cross = cdist(rna_cm.X, adt_cm.X, metric="correlation")
+
+    # Each modality on all its features: RNA log-normalised, union of 3,000 HVGs on counts
+    # (seurat_v3) and 3,000 on log data, 100 PCs of the HVGs as encoder input, the HVG counts
+    # as ZINB target; ADTs CLR-normalised, input and L2 target.
+    rna.layers["counts"] = rna.X.copy()
+    sc.pp.normalize_total(rna, target_sum=1e4)
+    sc.pp.log1p(rna)
+    hvg = sc.pp.highly_variable_genes
+    raw = hvg(rna, layer="counts", n_top_genes=3000, flavor="seurat_v3", inplace=False)
+    norm = hvg(rna, n_top_genes=3000, inplace=False)
+    rna = rna[:, raw["highly_variable"].to_numpy() | norm["highly_variable"].to_numpy()].copy()
+    sc.tl.pca(rna, n_comps=100, zero_center=None)
+    rna.obsm["X_pca"] = rna.obsm["X_pca"].astype(np.float32)
+    adt.X = _clr(dense(adt.X))
+    data = mudata.MuData({"rna": rna, "adt": adt})
+    data.uns["cross_rna+adt"] = cross
+    data.uns["cross_keys"] = ["cross_rna+adt"]
+
+    # n_latent 16 as published, clipped to the number of ADTs (14 on pbmc10k): scConfluence
+    # refuses a latent space larger than an autoencoder's input. No batch_key: the other
+    # methods get none either (the tutorial's demo has one; the paper's configs pass none).
+    n_latent = min(16, adt.n_vars)
+    autoencoders = {
+        "rna": AutoEncoder(
+            rna,
+            modality="rna",
+            rep_in="X_pca",
+            rep_out="counts",
+            n_hidden=64,
+            n_latent=n_latent,
+            type_loss="zinb",
+        ),
+        "adt": AutoEncoder(adt, modality="adt", n_hidden=32, n_latent=n_latent, type_loss="l2"),
+    }
+    model = ScConfluence(
+        mdata=data,
+        unimodal_aes=autoencoders,
+        mass=0.5,
+        reach=0.3,
+        blur=0.01,
+        iot_loss_weight=0.01,
+        sinkhorn_loss_weight=0.1,
+    )
+    use_cuda = accelerator != "cpu"
+    # chdir: get_latent's own Trainer logs to ./lightning_logs; keep it in the temporary folder
+    with tempfile.TemporaryDirectory() as save_path, contextlib.chdir(save_path):
+        # fit's defaults are the published ones: batch 512, lr 3e-3, 20% validation, early
+        # stopping on the validation loss with patience 40 and the best epoch restored.
+        model.fit(
+            save_path=save_path,
+            use_cuda=use_cuda,
+            max_epochs=1000,
+            batch_size=512,
+            lr=0.003,
+            ratio_val=0.2,
+            early_stopping=True,
+            patience=40,
+            enable_progress_bar=False,
+        )
+        epochs = int(model.trainer.current_epoch)
+        latent = model.get_latent(use_cuda=use_cuda, batch_size=512)
+    emb_rna = latent.loc[mdata["rna"].obs_names].to_numpy()
+    emb_adt = latent.loc[mdata["adt"].obs_names].to_numpy()
+    seconds = time.perf_counter() - start
+    info = {"epochs": epochs, "n_linked_pairs": len(pairs), "n_latent": n_latent}
+    return mdata, emb_rna, emb_adt, seconds, info
 
 
 def run_totalvi(dataset: str, seed: int, accelerator: str):
@@ -312,6 +457,8 @@ def run_one(
         result = run_scmodal(dataset, variant, seed, True, steps, accelerator)
     elif method == "maxfuse":
         result = run_maxfuse(dataset, variant, seed)
+    elif method == "scconfluence":
+        result = run_scconfluence(dataset, variant, seed, accelerator)
     else:
         result = run_totalvi(dataset, seed, accelerator)
     mdata, emb_rna, emb_adt, seconds, info = result
@@ -359,6 +506,63 @@ def cell(values: list[float], digits: int) -> str:
     return f"{med:.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
 
 
+README_COLUMNS = {
+    "scmodal_table": "SCMODAL, table",
+    "scmodal_table_cca": "SCMODAL, table + CCA",
+    "maxfuse": "MaxFuse 0.0.2",
+    "scconfluence": "scConfluence 0.1.1",
+    "totalvi": "totalVI (sees the pairing)",
+}
+README_GROUPS = {
+    ("hao", "shuffle"): "Hao, shuffled",
+    ("hao", "halves"): "Hao, two halves",
+    ("pbmc10k", "shuffle"): "PBMC 10k, shuffled",
+    ("pbmc10k", "halves"): "PBMC 10k, two halves",
+    ("sln", "unpaired"): "mouse SLN, unpaired",
+}
+README_METRICS = {
+    "label_transfer_mean": ("label transfer", max),
+    "macro_f1_mean": ("macro-F1", max),
+    "foscttm_symmetric_euclidean": ("FOSCTTM, symmetric", min),
+    "foscttm_maxfuse": ("FOSCTTM, MaxFuse-style", min),
+}
+
+
+def readme_table(runs: list[dict]) -> str:
+    """The README's table: medians of the seeds, best of the unpaired methods in bold."""
+    lines = [
+        "| data | metric | " + " | ".join(README_COLUMNS.values()) + " |",
+        "|---|---|" + "---|" * len(README_COLUMNS),
+    ]
+    for (dataset, variant), title in README_GROUPS.items():
+        for key, (name, better) in README_METRICS.items():
+            values = {
+                method: [
+                    r[key]
+                    for r in runs
+                    if (r["dataset"], r["variant"], r["method"]) == (dataset, variant, method)
+                    and r.get(key) is not None
+                    and not np.isnan(r[key])
+                ]
+                for method in README_COLUMNS
+            }
+            medians = {m: np.median(v) for m, v in values.items() if v and m != "totalvi"}
+            if not medians:
+                continue
+            best = better(medians.values())
+            cells = []
+            for method, vals in values.items():
+                text = "–" if not vals else f"{np.median(vals):.3f}"
+                if vals and method != "totalvi" and np.median(vals) == best:
+                    text = f"**{text}**"
+                if len(vals) == 1:
+                    text += " (1 seed)"
+                cells.append(text)
+            label = title if key == "label_transfer_mean" else ""
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarize(folder: Path, out: Path) -> str:
     runs = load_runs(folder)
     lines = [
@@ -392,6 +596,7 @@ def summarize(folder: Path, out: Path) -> str:
                 )
     text = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(text)
+    update_readme("compare", readme_table(runs))
     plot(runs, out / "compare.png")
     return text
 
@@ -470,7 +675,9 @@ def main() -> None:
         "--one", nargs=4, metavar=("DATASET", "VARIANT", "METHOD", "SEED"), help=argparse.SUPPRESS
     )
     parser.add_argument(
-        "--accelerator", default="cpu", help="for SCMODAL and totalVI (MaxFuse is CPU only)"
+        "--accelerator",
+        default="cpu",
+        help="for SCMODAL, scConfluence and totalVI (MaxFuse is CPU only)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 per core)")
     args = parser.parse_args()
@@ -509,7 +716,8 @@ def launch(run: tuple[str, str, str, int], out: Path, accelerator: str) -> str:
     """Run one (dataset, variant, method, seed) in a fresh single-threaded process."""
     env = os.environ | THREAD_ENV
     name = "{}_{}_{}_seed{}".format(*run)
-    cmd = [sys.executable, __file__, "--out", str(out), "--accelerator", accelerator, "--one"]
+    python = peer_python("scconfluence") if run[2] == "scconfluence" else sys.executable
+    cmd = [python, __file__, "--out", str(out), "--accelerator", accelerator, "--one"]
     done = subprocess.run(cmd + [str(x) for x in run], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return f"FAILED {name}:\n{done.stderr[-3000:]}"
