@@ -1,0 +1,339 @@
+"""Why rare cell types blur (issue 17, item 1): anchor precision per cell type.
+
+SCMODAL's anchor term pulls together mutual nearest neighbours (cosine, ``k`` =
+``n_neighbors_mnn``) of the linked features within each minibatch (500 cells per modality
+in both presets). A type with ``n`` cells per minibatch has at most ``n`` true partners
+there, so a cell of a rare type (SLN's pDCs: about 2 per minibatch) with ``k = 30`` has
+mostly partners of other types; its anchors then pull it into a large neighbouring
+population. This script measures that directly, without training: the linked features of
+the README workflow (``scmosaic.workflow.link`` + ``preprocess``), minibatches drawn as in
+training (500 + 500 cells without replacement, 30 draws per seed), mutual nearest pairs by
+:func:`scmosaic.pp.mutual_nearest_pairs` for several ``k``, and per type the fraction of
+anchor pairs touching that type whose two cells share the label (precision) and the number
+of such pairs per minibatch; also each type's 1-NN label transfer on the linked features
+alone, to show whether the linked features separate the type at all.
+
+Datasets: the Hao subset (pairing hidden, shuffled), PBMC 10k (shuffled; main and fine
+labels), SLN (unpaired; coarse labels). Seeds 0-2.
+
+``--train`` then trains SCMODAL through the README workflow (default preset, early stopping,
+one CPU thread) with the preset's ``n_neighbors_mnn`` (30) and with each other ``k`` of
+``TRAIN_K``, and scores 1-NN label transfer (both directions), macro-F1 and each type's F1
+(mean of both directions), and FOSCTTM where the pairing is known.
+
+Usage:
+    python benchmarks/rare_types.py --seeds 0 1 2            # anchors only (a minute)
+    python benchmarks/rare_types.py --train --seeds 0 1 2 --jobs 2
+    python benchmarks/rare_types.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from _common import launch_all, update_readme
+from _data import load, workflow_options
+from compare import cell
+
+RESULTS = Path(__file__).parent / "results"
+OUT = RESULTS / "rare_types"
+DATASETS = {
+    "hao": ["celltype"],
+    "pbmc10k": ["label_main_rna", "label_fine_rna"],
+    "sln": ["coarse_type"],
+}
+K_VALUES = (30, 10, 5)
+TRAIN_K = (30, 10, 5)
+BATCH = 500
+DRAWS = 30
+
+
+def linked_features(dataset: str, seed: int):
+    """The workflow's linked features of both modalities and the data they belong to."""
+    import scmosaic
+    from scmosaic import workflow
+
+    mdata = load(dataset)
+    if dataset != "sln":
+        mdata = scmosaic.datasets.hide_pairing(mdata, mode="shuffle", seed=seed)
+    options = workflow_options(dataset, seed=seed)
+    linked = workflow.link(mdata, options)
+    processed = workflow.preprocess(mdata, options)
+    a, b = linked.modalities
+    # the link's .obsm keys: given in the spec, else the default "linked_<other modality>"
+    key_a, key_b = linked.spec[2:] if len(linked.spec) == 4 else (f"linked_{b}", f"linked_{a}")
+    return processed, (a, b), (processed[a].obsm[key_a], processed[b].obsm[key_b])
+
+
+def labels_of(adata, key: str) -> np.ndarray:
+    return np.array([v if isinstance(v, str) else None for v in adata.obs[key]], dtype=object)
+
+
+def per_type(la, lb, ia, ib, types) -> dict[str, list[float]]:
+    """type -> [precision of the pairs touching it, their count]."""
+    pa, pb = la[ia], lb[ib]
+    both = np.array([x is not None and y is not None for x, y in zip(pa, pb, strict=True)])
+    out = {}
+    for t in types:
+        touch = both & ((pa == t) | (pb == t))
+        out[t] = [float((pa[touch] == pb[touch]).mean()) if touch.any() else float("nan"),
+                  int(touch.sum())]  # fmt: skip
+    return out
+
+
+def run(dataset: str, seed: int) -> dict:
+    from scmosaic.metrics import label_transfer_accuracy
+    from scmosaic.pp import mutual_nearest_pairs
+
+    processed, (a, b), (p_a, p_b) = linked_features(dataset, seed)
+    p_a, p_b = np.asarray(p_a, dtype=np.float32), np.asarray(p_b, dtype=np.float32)
+    record = {"dataset": dataset, "seed": seed, "labels": {}}
+    rng = np.random.default_rng(seed)
+    draws = [
+        (rng.choice(len(p_a), min(BATCH, len(p_a)), replace=False),
+         rng.choice(len(p_b), min(BATCH, len(p_b)), replace=False))
+        for _ in range(DRAWS)
+    ]  # fmt: skip
+    for key in DATASETS[dataset]:
+        la, lb = labels_of(processed[a], key), labels_of(processed[b], key)
+        types = sorted({t for t in la if t is not None} | {t for t in lb if t is not None})
+        transfer = label_transfer_accuracy(p_a, la, p_b, lb)
+        result = {
+            "cells_per_minibatch": {
+                t: float(BATCH * ((la == t).mean() + (lb == t).mean()) / 2) for t in types
+            },
+            "linked_label_transfer": float(transfer["mean"]),
+            "linked_macro_f1": float(transfer["macro_f1"]),
+            "anchors": {},
+        }
+        for k in K_VALUES:
+            pairs = [mutual_nearest_pairs(p_a[ia], p_b[ib], k)[:2] for ia, ib in draws]
+            ia = np.concatenate([ia[i] for (ia, _), (i, _) in zip(draws, pairs, strict=True)])
+            ib = np.concatenate([ib[j] for (_, ib), (_, j) in zip(draws, pairs, strict=True)])
+            stats = per_type(la, lb, ia, ib, types)
+            both = np.array(
+                [x is not None and y is not None for x, y in zip(la[ia], lb[ib], strict=True)]
+            )
+            result["anchors"][str(k)] = {
+                "precision": float((la[ia][both] == lb[ib][both]).mean()),
+                "pairs_per_minibatch": float(len(ia) / DRAWS),
+                "per_type": {t: [p, n / DRAWS] for t, (p, n) in stats.items()},
+            }
+        record["labels"][key] = result
+    return record
+
+
+def train(dataset: str, k: int, seed: int) -> dict:
+    """Per-type label transfer of SCMODAL (default preset, ``n_neighbors_mnn=k``)."""
+    import scvi
+    import torch
+    from sklearn.metrics import f1_score
+    from sklearn.neighbors import NearestNeighbors
+
+    import scmosaic
+    from scmosaic import workflow
+    from scmosaic.metrics import foscttm, label_transfer_accuracy
+
+    torch.set_num_threads(1)
+    mdata = load(dataset)
+    if dataset != "sln":
+        mdata = scmosaic.datasets.hide_pairing(mdata, mode="shuffle", seed=seed)
+    options = workflow_options(dataset, seed=seed)
+    linked = workflow.link(mdata, options)
+    processed = workflow.preprocess(mdata, options)
+    scvi.settings.seed = seed
+    scmosaic.SCMODAL.setup_mudata(
+        processed, modalities=list(linked.modalities), links=[linked.spec]
+    )
+    model = scmosaic.SCMODAL(processed, seed=seed, n_neighbors_mnn=k)
+    seconds = workflow.fit(model, options)
+    latent = model.get_latent_representation()
+    a, b = linked.modalities
+    record = {"dataset": dataset, "k": k, "seed": seed, "seconds": seconds,
+              "iterations": model.n_iterations_trained_, "labels": {}}  # fmt: skip
+    if dataset != "sln":
+        order = scmosaic.datasets.pairing_order(processed, a, b)
+        record["foscttm"] = float(foscttm(latent[a], latent[b][order]))
+    for key in DATASETS[dataset]:
+        la, lb = labels_of(processed[a], key), labels_of(processed[b], key)
+        acc = label_transfer_accuracy(latent[a], la, latent[b], lb)
+        types = sorted({t for t in la if t is not None} | {t for t in lb if t is not None})
+        f1 = []  # per type, a -> b then b -> a
+        for (z_ref, y_ref), (z_query, y_query) in (
+            ((latent[a], la), (latent[b], lb)),
+            ((latent[b], lb), (latent[a], la)),
+        ):
+            known = np.array([y is not None for y in y_query])
+            nearest = NearestNeighbors(n_neighbors=1).fit(z_ref).kneighbors(z_query[known])[1]
+            predicted = y_ref[nearest[:, 0]].astype(str)
+            truth = y_query[known].astype(str)
+            f1.append(f1_score(truth, predicted, labels=types, average=None, zero_division=0))
+        record["labels"][key] = {
+            "label_transfer": float(acc["mean"]),
+            "macro_f1": float(acc["macro_f1"]),
+            "f1_per_type": {t: float(v) for t, v in zip(types, (f1[0] + f1[1]) / 2, strict=True)},
+        }
+    return record
+
+
+def report(runs: list[dict]) -> str:
+    lines = []
+    for dataset, keys in DATASETS.items():
+        for key in keys:
+            rs = [r["labels"][key] for r in runs if r["dataset"] == dataset]
+            if not rs:
+                continue
+            types = sorted(
+                rs[0]["cells_per_minibatch"], key=lambda t: rs[0]["cells_per_minibatch"][t]
+            )
+            lines += [
+                f"### {dataset}, `{key}` ({len(rs)} seeds; medians)",
+                "",
+                "| type | cells per minibatch | "
+                + " | ".join(f"anchor precision k={k} (pairs)" for k in K_VALUES)
+                + " |",
+                "|---|---|" + "---|" * len(K_VALUES),
+            ]
+            for t in types:
+                cells = [
+                    "{:.2f} ({:.0f})".format(
+                        np.nanmedian([r["anchors"][str(k)]["per_type"][t][0] for r in rs]),
+                        np.median([r["anchors"][str(k)]["per_type"][t][1] for r in rs]),
+                    )
+                    for k in K_VALUES
+                ]
+                n = np.median([r["cells_per_minibatch"][t] for r in rs])
+                lines.append(f"| {t} | {n:.1f} | " + " | ".join(cells) + " |")
+            overall = [
+                "{:.3f} ({:.0f})".format(
+                    np.median([r["anchors"][str(k)]["precision"] for r in rs]),
+                    np.median([r["anchors"][str(k)]["pairs_per_minibatch"] for r in rs]),
+                )
+                for k in K_VALUES
+            ]
+            lines.append("| all | – | " + " | ".join(overall) + " |")
+            lines.append("")
+            linked = np.median([r["linked_label_transfer"] for r in rs])
+            f1 = np.median([r["linked_macro_f1"] for r in rs])
+            lines += [
+                f"1-NN label transfer on the linked features alone: {linked:.3f} (macro-F1 {f1:.3f}).",
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def train_report(runs: list[dict]) -> str:
+    """Default k against each other k: label transfer, macro-F1, FOSCTTM, F1 per type."""
+    lines = []
+    for dataset, keys in DATASETS.items():
+        for key in keys:
+            by_k = {
+                k: [r for r in runs if r["dataset"] == dataset and r["k"] == k] for k in TRAIN_K
+            }
+            by_k = {k: rs for k, rs in by_k.items() if rs}
+            if not by_k:
+                continue
+            types = list(next(iter(by_k.values()))[0]["labels"][key]["f1_per_type"])
+            header = ["n_neighbors_mnn", "seeds", "iterations", "label transfer", "macro-F1"]
+            header += ["FOSCTTM"] if dataset != "sln" else []
+            lines += [
+                f"### {dataset}, `{key}`: trained (medians [min-max] of the seeds)",
+                "",
+                "| " + " | ".join(header + types) + " |",
+                "|" + "---|" * (len(header) + len(types)),
+            ]
+            for k, rs in by_k.items():
+                row = [str(k), str(len(rs)), cell([r["iterations"] for r in rs], 0)]
+                row += [
+                    cell([r["labels"][key][m] for r in rs], 3)
+                    for m in ("label_transfer", "macro_f1")
+                ]
+                row += [cell([r["foscttm"] for r in rs], 3)] if dataset != "sln" else []
+                row += [
+                    f"{np.median([r['labels'][key]['f1_per_type'][t] for r in rs]):.2f}"
+                    for t in types
+                ]
+                lines.append("| " + " | ".join(row) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+README_KEYS = {"hao": "celltype", "pbmc10k": "label_main_rna", "sln": "coarse_type"}
+README_NAMES = {"hao": "Hao subset", "pbmc10k": "PBMC 10k", "sln": "mouse SLN"}
+
+
+def readme_table(anchor_runs: list[dict], runs: list[dict]) -> str:
+    """Per dataset and k: label transfer, macro-F1, FOSCTTM and the rarest type's F1
+    ("other", a mixed bag, is not a type)."""
+    lines = [
+        "| data | k | label transfer | macro-F1 | FOSCTTM | rarest type | its F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset, key in README_KEYS.items():
+        sizes = [
+            r["labels"][key]["cells_per_minibatch"] for r in anchor_runs if r["dataset"] == dataset
+        ]
+        if not sizes:
+            continue
+        rarest = min((t for t in sizes[0] if t != "other"), key=lambda t: sizes[0][t])
+        for k in TRAIN_K:
+            rs = [r for r in runs if r["dataset"] == dataset and r["k"] == k]
+            if not rs:
+                continue
+            fos = np.median([r["foscttm"] for r in rs]) if "foscttm" in rs[0] else None
+            row = [
+                README_NAMES[dataset],
+                f"{k} (default)" if k == TRAIN_K[0] else str(k),
+                f"{np.median([r['labels'][key]['label_transfer'] for r in rs]):.3f}",
+                f"{np.median([r['labels'][key]['macro_f1'] for r in rs]):.3f}",
+                "–" if fos is None else f"{fos:.3f}",
+                f"{rarest} ({sizes[0][rarest]:.1f} per minibatch)",
+                f"{np.median([r['labels'][key]['f1_per_type'][rarest] for r in rs]):.2f}",
+            ]
+            lines.append(
+                "| " + " | ".join(row) + (" |" if len(rs) == 3 else f" ({len(rs)} seeds) |")
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--train", action="store_true", help="train SCMODAL per k (slow)")
+    parser.add_argument("--k", nargs="+", type=int, default=list(TRAIN_K), help="k to train")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel")
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--one", nargs=3, metavar=("DATASET", "K", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "train").mkdir(exist_ok=True)
+    if args.one:
+        dataset, k, seed = args.one[0], int(args.one[1]), int(args.one[2])
+        record = train(dataset, k, seed)
+        (OUT / "train" / f"{dataset}_k{k}_seed{seed}.json").write_text(json.dumps(record, indent=1))
+        print(f"{dataset} k={k} seed {seed}: done", flush=True)
+        return
+    if args.train:
+        todo = [(d, k, s) for d in args.datasets for s in args.seeds for k in args.k]
+        launch_all(__file__, todo, args.jobs)
+    elif not args.report:
+        for dataset in args.datasets:
+            for seed in args.seeds:
+                record = run(dataset, seed)
+                (OUT / f"{dataset}_seed{seed}.json").write_text(json.dumps(record, indent=1))
+                print(f"{dataset} seed {seed}: done", flush=True)
+    runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    trained = [json.loads(p.read_text()) for p in sorted((OUT / "train").glob("*.json"))]
+    text = report(runs) + "\n" + train_report(trained)
+    if trained:
+        update_readme("rare_types", readme_table(runs, trained))
+    (RESULTS / "rare_types.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
