@@ -81,12 +81,24 @@ def test_mouse_genes_choose_the_mouse_table(caplog):
         report = link_features(mdata, "adt", "rna", smooth_neighbors=0)
     assert "look mouse" in caplog.text
     assert (report["status"] == "linked").all()
+    assert report.attrs["species"] == "mouse"
+
+
+def test_workflow_summary_names_the_detected_species():
+    from scmosaic.workflow import WorkflowOptions, link
+
+    options = WorkflowOptions(table="packaged", link_kwargs={"smooth_neighbors": 0})
+    assert link(_mouse_cite(), options).info["species"] == "mouse"
+    # a table of the user's has no species to report
+    own = WorkflowOptions(table={"CD90.2": "Thy1"}, link_kwargs={"smooth_neighbors": 0})
+    assert "species" not in link(_mouse_cite(), own).info
 
 
 def test_human_table_on_a_mouse_panel_warns():
     with pytest.warns(UserWarning, match=r"Only \d+ of the 12 proteins of 'adt' are in"):
         report = link_features(_mouse_cite(), "adt", "rna", smooth_neighbors=0, species="human")
     assert (report["status"] == "unmatched").sum() > 6
+    assert report.attrs["species"] == "human"
     with pytest.raises(ValueError, match="species must be one of"):
         link_features(_mouse_cite(), "adt", "rna", species="zebrafish")
 

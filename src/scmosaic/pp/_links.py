@@ -303,7 +303,8 @@ def link_features(
     -------
     A report with one row per feature of ``mod_a``: its match and a ``status`` of
     ``"linked"``, ``"gene_not_in_data"``, ``"ignored"``, ``"unmatched"`` (table) or
-    ``"not_in_other"`` (names).
+    ``"not_in_other"`` (names). With the packaged table, ``report.attrs["species"]`` names
+    the one used (``"human"`` or ``"mouse"``).
 
     Raises
     ------
@@ -335,6 +336,7 @@ def link_features(
         species = _packaged_species(species, names_b, mod_b) if packaged else "human"
         columns, report = _table_pairs(adata_a.var_names, names_b, table, multi_gene, species)
         if packaged:  # a table of the user's may be partial on purpose (e.g. a CCA prior)
+            report.attrs["species"] = species
             _warn_if_few_link(report, mod_a, mod_b, f"scmosaic's packaged {species} table")
     else:
         columns, report = _name_pairs(adata_a.var_names, names_b)

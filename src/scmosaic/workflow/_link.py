@@ -104,6 +104,8 @@ def _feature_links(
             **options.link_kwargs,
         )
     status = report["status"].value_counts()
+    if "species" in report.attrs:  # the packaged table's, chosen from the gene names
+        info["species"] = report.attrs["species"]
     info.update(
         by=by,
         modalities=[first, second],
