@@ -7,6 +7,7 @@
 * ``run_workflow``: the README workflow on a MuData, timed end to end and training alone.
 * ``launch_one``, ``launch_all``: runs of a script, each in a fresh single-threaded process;
   ``peer_python``: the interpreter of a peer's own virtual environment.
+* ``grid_main``: the command line of a script that runs methods x datasets (or panels) x seeds.
 * ``update_readme``: replace a results table of the repository's README with a regenerated one.
 """
 
@@ -156,6 +157,41 @@ def launch_all(script: str, runs: list[tuple], jobs: int, python=None) -> None:
     with ThreadPoolExecutor(jobs) as pool:
         for line in pool.map(one, runs):
             print(line, flush=True)
+
+
+def grid_main(script, description, methods, axis, values, run_one, out, file_name, finish):
+    """Command line of a script that runs ``methods`` x ``values`` of ``axis`` x seeds.
+
+    ``--methods``, ``--<axis>s``, ``--seeds`` choose the runs, each launched in its own
+    process (``--jobs`` at a time; a peer's in its virtual environment, :func:`peer_python`)
+    as ``script --one METHOD VALUE SEED``, which writes ``run_one(method, value, seed)`` to
+    ``out / file_name(method, value, seed)`` as JSON. ``finish()`` then writes the report;
+    ``--report`` only does that.
+    """
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--methods", nargs="+", default=methods, choices=methods)
+    parser.add_argument(f"--{axis}s", nargs="+", default=values, choices=values, dest="values")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 per core)")
+    parser.add_argument("--report", action="store_true", help="only write the report")
+    parser.add_argument(
+        "--one", nargs=3, metavar=("METHOD", axis.upper(), "SEED"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.one:
+        method, value, seed = args.one[0], args.one[1], int(args.one[2])
+        record = run_one(method, value, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / file_name(method, value, seed)).write_text(json.dumps(record, indent=2))
+        print(f"{method} {value} seed {seed}: done", flush=True)
+        return
+    if not args.report:
+        runs = [(m, v, s) for v in args.values for m in args.methods for s in args.seeds]
+        launch_all(script, runs, args.jobs, python=lambda run: peer_python(run[0]))
+    finish()
 
 
 README = Path(__file__).parent.parent / "README.md"

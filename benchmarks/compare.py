@@ -157,7 +157,6 @@ def _maxfuse_arrays(mdata, pairs: list[tuple[str, str]]):
     proteins = [p for _, p in pairs]
     rna_shared = rna[:, genes].copy()
     adt_shared = adt[:, proteins].copy()
-    dense = lambda x: np.asarray(x.toarray() if hasattr(x, "toarray") else x)  # noqa: E731
     keep = (dense(rna_shared.X).std(axis=0) > 1e-5) & (dense(adt_shared.X).std(axis=0) > 1e-5)
     rna_shared, adt_shared = rna_shared[:, keep].copy(), adt_shared[:, keep].copy()
     # The tutorial's shared normalisation: both modalities to the mean of their median sums.
@@ -244,6 +243,11 @@ def fit_maxfuse(mdata, dataset: str, seed: int):
     return mdata, fusor, seconds, info
 
 
+def dense(x, dtype=None) -> np.ndarray:
+    """A sparse or dense matrix as a numpy array (of ``dtype``, default: its own)."""
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=dtype)
+
+
 def _clr(x: np.ndarray) -> np.ndarray:
     """Per-cell centred log-ratio, as ``muon.prot.pp.clr(adata, axis=1)`` computes it
     (``log1p(x / exp(mean(log1p(x))))`` per cell); muon is not installed here."""
@@ -263,7 +267,6 @@ def run_scconfluence(dataset: str, variant: str, seed: int, accelerator: str):
     import mudata
     import pytorch_lightning as pl
     import scanpy as sc
-    import torch
     from scconfluence.model import ScConfluence
     from scconfluence.unimodal import AutoEncoder
     from scipy.spatial.distance import cdist
@@ -272,9 +275,6 @@ def run_scconfluence(dataset: str, variant: str, seed: int, accelerator: str):
     pairs = protein_gene_pairs(mdata, dataset)
     start = time.perf_counter()
     pl.seed_everything(seed, workers=True)  # also seeds numpy (train/validation split), torch
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    dense = lambda x: np.asarray(x.toarray() if hasattr(x, "toarray") else x)  # noqa: E731
     rna = mdata["rna"].copy()
     adt = mdata["adt"].copy()
     # The tutorial's QC, features only: its cell filters (min_genes=100 RNA, 10 ADT) would
@@ -381,7 +381,7 @@ def run_totalvi(dataset: str, seed: int, accelerator: str):
     sc.pp.highly_variable_genes(rna, n_top_genes=n_top, flavor="seurat_v3", layer="counts")
     rna = rna[:, rna.var["highly_variable"]].copy()
     adt = mdata["adt"][rna.obs_names]
-    rna.obsm["protein"] = np.asarray(adt.X.toarray() if hasattr(adt.X, "toarray") else adt.X)
+    rna.obsm["protein"] = dense(adt.X)
     scvi.settings.seed = seed
     scvi.model.TOTALVI.setup_anndata(rna, layer="counts", protein_expression_obsm_key="protein")
     model = scvi.model.TOTALVI(rna)

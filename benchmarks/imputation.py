@@ -36,14 +36,13 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from _common import launch_all, peer_python, run_workflow, update_readme
+from _common import grid_main, run_workflow, update_readme
 from _data import load, workflow_options
-from compare import cell
+from compare import cell, dense
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "imputation"
@@ -53,10 +52,6 @@ K_LINKED = (15, 50)
 K_EMBEDDING = 50
 
 
-def _dense(x) -> np.ndarray:
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
-
-
 def log_normalised(adata) -> np.ndarray:
     """Log-normalised values as ``scmosaic.pp.preprocess`` computes them (per cell)."""
     import scanpy as sc
@@ -64,7 +59,7 @@ def log_normalised(adata) -> np.ndarray:
     adata = adata.copy()
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
-    return _dense(adata.X)
+    return dense(adata.X, np.float64)
 
 
 def correlations(imputed: np.ndarray, truth: np.ndarray) -> dict:
@@ -119,10 +114,10 @@ def run_scmosaic(dataset: str, seed: int) -> dict[str, dict]:
         imputed = run.model.get_imputed_features("rna", "adt", space="log", method=method)
         out[f"scmosaic {method}"] = correlations(imputed.to_numpy(np.float64), truth) | info
     rna, adt = run.processed["rna"], run.processed["adt"]
-    linked_rna = StandardScaler().fit_transform(_dense(rna.obsm["linked_adt"]))
-    linked_adt = StandardScaler().fit_transform(_dense(adt.obsm["linked_rna"]))
+    linked_rna = StandardScaler().fit_transform(dense(rna.obsm["linked_adt"], np.float64))
+    linked_adt = StandardScaler().fit_transform(dense(adt.obsm["linked_rna"], np.float64))
     for k in K_LINKED:
-        imputed = nearest_mean(linked_adt, linked_rna, _dense(adt.X), k)
+        imputed = nearest_mean(linked_adt, linked_rna, dense(adt.X, np.float64), k)
         out[f"linked kNN ({k})"] = correlations(imputed, truth)
     return out
 
@@ -258,32 +253,19 @@ def report(runs: list[dict]) -> str:
     return "\n".join(lines + [""] + verdict) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--report", action="store_true")
-    parser.add_argument(
-        "--one", nargs=3, metavar=("METHOD", "DATASET", "SEED"), help=argparse.SUPPRESS
-    )
-    args = parser.parse_args()
-    if args.one:
-        method, dataset, seed = args.one[0], args.one[1], int(args.one[2])
-        record = run_one(method, dataset, seed)
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / f"{dataset}_{method}_seed{seed}.json").write_text(json.dumps(record, indent=2))
-        print(f"{method} {dataset} seed {seed}: done", flush=True)
-        return
-    if not args.report:
-        todo = [(m, d, s) for d in args.datasets for m in args.methods for s in args.seeds]
-        launch_all(__file__, todo, args.jobs, python=lambda run: peer_python(run[0]))
+def finish() -> None:
     runs = load_runs()
     text = report(runs)
     (RESULTS / "imputation.md").write_text(text)
     update_readme("imputation", readme_table(runs))
     print(text)
+
+
+def main() -> None:
+    grid_main(
+        __file__, __doc__, METHODS, "dataset", DATASETS, run_one, OUT,
+        lambda method, dataset, seed: f"{dataset}_{method}_seed{seed}.json", finish,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

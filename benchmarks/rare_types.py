@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import launch_all, update_readme
-from _data import load, workflow_options
-from compare import cell
+from _data import workflow_options
+from compare import cell, unpaired_data
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "rare_types"
@@ -51,21 +51,23 @@ BATCH = 500
 DRAWS = 30
 
 
-def linked_features(dataset: str, seed: int):
-    """The workflow's linked features of both modalities and the data they belong to."""
-    import scmosaic
+def prepared(dataset: str, seed: int):
+    """The README workflow's link and preprocessing on ``dataset`` (pairing hidden by
+    shuffling where it is known): the preprocessed MuData and the link step's result."""
     from scmosaic import workflow
 
-    mdata = load(dataset)
-    if dataset != "sln":
-        mdata = scmosaic.datasets.hide_pairing(mdata, mode="shuffle", seed=seed)
+    mdata = unpaired_data(dataset, "unpaired" if dataset == "sln" else "shuffle", seed)
     options = workflow_options(dataset, seed=seed)
     linked = workflow.link(mdata, options)
-    processed = workflow.preprocess(mdata, options)
+    return workflow.preprocess(mdata, options), linked
+
+
+def linked_features(dataset: str, seed: int):
+    """The workflow's linked features of both modalities and the data they belong to."""
+    processed, linked = prepared(dataset, seed)
     a, b = linked.modalities
-    # the link's .obsm keys: given in the spec, else the default "linked_<other modality>"
-    key_a, key_b = linked.spec[2:] if len(linked.spec) == 4 else (f"linked_{b}", f"linked_{a}")
-    return processed, (a, b), (processed[a].obsm[key_a], processed[b].obsm[key_b])
+    keys = linked.info["obsm_keys"]
+    return processed, (a, b), (processed[a].obsm[keys[a]], processed[b].obsm[keys[b]])
 
 
 def labels_of(adata, key: str) -> np.ndarray:
@@ -138,18 +140,13 @@ def train(dataset: str, k: int, seed: int) -> dict:
     from scmosaic.metrics import foscttm, label_transfer_accuracy
 
     torch.set_num_threads(1)
-    mdata = load(dataset)
-    if dataset != "sln":
-        mdata = scmosaic.datasets.hide_pairing(mdata, mode="shuffle", seed=seed)
-    options = workflow_options(dataset, seed=seed)
-    linked = workflow.link(mdata, options)
-    processed = workflow.preprocess(mdata, options)
+    processed, linked = prepared(dataset, seed)
     scvi.settings.seed = seed
     scmosaic.SCMODAL.setup_mudata(
         processed, modalities=list(linked.modalities), links=[linked.spec]
     )
     model = scmosaic.SCMODAL(processed, seed=seed, n_neighbors_mnn=k)
-    seconds = workflow.fit(model, options)
+    seconds = workflow.fit(model, workflow_options(dataset, seed=seed))
     latent = model.get_latent_representation()
     a, b = linked.modalities
     record = {"dataset": dataset, "k": k, "seed": seed, "seconds": seconds,

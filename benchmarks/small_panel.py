@@ -25,12 +25,11 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from _common import launch_all, peer_python, run_workflow, update_readme
+from _common import grid_main, run_workflow, update_readme
 from _data import workflow_options
 from compare import cell, fit_maxfuse, score, unpaired_data
 
@@ -134,32 +133,19 @@ def report() -> tuple[str, str]:
     return "\n".join(lines), "\n".join(verdict)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    parser.add_argument("--panels", nargs="+", default=PANELS, choices=PANELS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--report", action="store_true")
-    parser.add_argument(
-        "--one", nargs=3, metavar=("METHOD", "PANEL", "SEED"), help=argparse.SUPPRESS
-    )
-    args = parser.parse_args()
-    if args.one:
-        method, panel, seed = args.one[0], args.one[1], int(args.one[2])
-        record = run_one(method, panel, seed)
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / f"hao_{panel}_{method}_seed{seed}.json").write_text(json.dumps(record, indent=2))
-        print(f"{method} {panel} seed {seed}: {record['label_transfer_mean']:.3f}", flush=True)
-        return
-    if not args.report:
-        todo = [(m, p, s) for p in args.panels for m in args.methods for s in args.seeds]
-        launch_all(__file__, todo, args.jobs, python=lambda run: peer_python(run[0]))
+def finish() -> None:
     table, verdict = report()
     text = f"{table}\n\n{verdict}\n"
     (RESULTS / "small_panel.md").write_text(text)
     update_readme("small_panel", table)
     print(text)
+
+
+def main() -> None:
+    grid_main(
+        __file__, __doc__, METHODS, "panel", PANELS, run_one, OUT,
+        lambda method, panel, seed: f"hao_{panel}_{method}_seed{seed}.json", finish,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
