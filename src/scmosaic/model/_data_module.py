@@ -137,6 +137,28 @@ def resident_nbytes(arrays: dict[str, object]) -> int:
     return total
 
 
+class WithExtraArrays(Dataset):
+    """A modality's torch dataset whose items also hold rows of arrays that are not registered
+    (``{key: cells x d}``, dense or sparse; e.g. bridge features), as dense float32 tensors."""
+
+    def __init__(self, dataset, arrays: dict[str, object]):
+        self.dataset = dataset
+        self.arrays = {
+            k: sparse.csr_matrix(v) if sparse.issparse(v) else v for k, v in arrays.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, rows) -> dict[str, torch.Tensor]:
+        out = dict(self.dataset[rows])
+        for key, array in self.arrays.items():
+            block = array[np.asarray(rows)]
+            block = block.toarray() if sparse.issparse(block) else np.asarray(block)
+            out[key] = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        return out
+
+
 class PairedDataset(Dataset):
     """The cells two modalities share: item ``i`` is row ``rows_a[i]`` of ``dataset_a`` and
     row ``rows_b[i]`` of ``dataset_b``, indexed with lists as the modality datasets are."""
@@ -191,6 +213,9 @@ class UnpairedDataModule(LightningDataModule):
         links without pairs draw none, so an unpaired layout samples as before.
     pair_batch_size
         Paired cells drawn per link per iteration (at most the number of pairs).
+    extra_arrays
+        ``{modality: {key: cells x d array}}``: per-cell arrays that are not registered (the
+        bridge features of links with pairs), drawn with each minibatch under ``key``.
     """
 
     def __init__(
@@ -203,8 +228,10 @@ class UnpairedDataModule(LightningDataModule):
         data_on_device: bool | None = None,
         pairs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
         pair_batch_size: int | None = None,
+        extra_arrays: dict[str, dict[str, object]] | None = None,
     ):
         super().__init__()
+        self.extra_arrays = extra_arrays or {}
         self.pairs = {i: rows for i, rows in (pairs or {}).items() if len(rows[0])}
         self.pair_batch_size = batch_size if pair_batch_size is None else pair_batch_size
         self.adata_manager = adata_manager
@@ -223,11 +250,12 @@ class UnpairedDataModule(LightningDataModule):
             indices=np.arange(n_obs), data_and_attributes=self.layout.registry_keys(modality)
         )
 
-    @staticmethod
-    def _arrays(dataset) -> tuple[dict, dict]:
-        """Registered arrays (all rows of the modality) and dtypes behind a torch dataset."""
+    def _arrays(self, dataset, modality: str) -> tuple[dict, dict]:
+        """Arrays (all rows of the modality: registered, then extra) and their dtypes."""
         base = dataset.dataset if isinstance(dataset, Subset) else dataset
-        return base.data, base.keys_and_dtypes
+        extra = self.extra_arrays.get(modality, {})
+        dtypes = {**base.keys_and_dtypes, **dict.fromkeys(extra, np.float32)}
+        return {**base.data, **extra}, dtypes
 
     def _resident_device(self, datasets: dict) -> torch.device | None:
         """The device to hold the data on, or ``None`` to slice minibatches on the host."""
@@ -245,7 +273,7 @@ class UnpairedDataModule(LightningDataModule):
             return device
         if device.type != "cuda":
             return None
-        need = sum(resident_nbytes(self._arrays(d)[0]) for d in datasets.values())
+        need = sum(resident_nbytes(self._arrays(d, m)[0]) for m, d in datasets.items())
         free, _ = torch.cuda.mem_get_info(device)
         if need > RESIDENT_MEMORY_FRACTION * free:
             logger.info(
@@ -268,8 +296,10 @@ class UnpairedDataModule(LightningDataModule):
         for i, modality in enumerate(self.layout.modalities):
             dataset = datasets[modality]
             if self.resident_device is not None:
-                dataset = ResidentDataset(*self._arrays(dataset), self.resident_device)
+                dataset = ResidentDataset(*self._arrays(dataset, modality), self.resident_device)
                 self._resident.append(dataset)
+            elif self.extra_arrays.get(modality):
+                dataset = WithExtraArrays(dataset, self.extra_arrays[modality])
             generator = torch.Generator().manual_seed(self.seed + 7919 * i + 104729 * rank)
             datasets[modality] = dataset
             loaders[modality] = self._loader(dataset, self.batch_size, generator)

@@ -107,13 +107,16 @@ class MosaicBatch:
     ``linked`` the linked features ``(P_a, P_b)`` of the sampled cells of both sides, per
     link, in link order; ``batch`` each sampled cell's global batch index per modality
     (``None`` without a batch key); ``pairs`` the paired cells drawn for each link (``None``
-    for a link without pairs, or when pairs are not used).
+    for a link without pairs, or when pairs are not used); ``bridges`` the bridge features
+    ``(B_a, B_b)`` of the sampled cells per link (``None`` for a link without them;
+    ``_bridge.py``).
     """
 
     x: dict[str, torch.Tensor]
     linked: list[tuple[torch.Tensor, torch.Tensor]]
     batch: dict[str, torch.Tensor] | None = None
     pairs: list[PairedCells | None] = field(default_factory=list)
+    bridges: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)
 
     @property
     def n_obs(self) -> int:
@@ -124,6 +127,11 @@ class MosaicBatch:
 def pairs_key(link_index: int) -> str:
     """Name of the paired-cell loader of a link in the combined loader's batch."""
     return f"pairs{link_index}"
+
+
+def bridge_key(link_index: int) -> str:
+    """Name under which a link's bridge features travel with each modality's minibatch."""
+    return f"bridge{link_index}"
 
 
 @dataclass(frozen=True)
@@ -226,4 +234,9 @@ class DataLayout:
                     self._global_batch(link.mod_b, b),
                 )
             )
-        return MosaicBatch(x=x, linked=linked, batch=batch, pairs=pairs)
+        bridges = []
+        for link in () if self.query else self.links:
+            key = bridge_key(link.index)
+            has = key in tensors[link.mod_a] and key in tensors[link.mod_b]
+            bridges.append((tensors[link.mod_a][key], tensors[link.mod_b][key]) if has else None)
+        return MosaicBatch(x=x, linked=linked, batch=batch, pairs=pairs, bridges=bridges)

@@ -68,17 +68,29 @@ def select_anchors(
     z_b: torch.Tensor,
     k: int,
     latent_weight: float = 0.0,
+    bridge: tuple[torch.Tensor, torch.Tensor] | None = None,
+    bridge_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchor pairs of a minibatch: mutual nearest neighbours of ``cos(P) + w cos(z)``.
+    """Anchor pairs of a minibatch: mutual nearest neighbours of
+    ``cos(P) + b * bridge + w * cos(z)``.
 
-    With ``latent_weight`` 0 only the linked features ``p_a``, ``p_b`` choose anchors (the
-    reference); with ``w > 0`` the current latent codes help.
+    With ``latent_weight`` 0 and no ``bridge`` only the linked features ``p_a``, ``p_b``
+    choose anchors (the reference); with ``w > 0`` the current latent codes help; with bridge
+    features ``(B_a, B_b)`` (similarity of each cell to paired landmark cells, ``_bridge.py``)
+    their cosine similarity, centred and scaled to the spread of ``cos(P)`` so that ``b`` means
+    the same on any data, helps too.
     """
-    if latent_weight <= 0:
+    if latent_weight <= 0 and (bridge is None or bridge_weight <= 0):
         return mutual_nearest_neighbors(p_a, p_b, k)
     sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
-    z_sim = F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T
-    return mutual_nearest_from_similarity(sim + latent_weight * z_sim, k)
+    total = sim
+    if bridge is not None and bridge_weight > 0:
+        b_sim = F.normalize(bridge[0], dim=1) @ F.normalize(bridge[1], dim=1).T
+        scale = sim.std() / b_sim.std().clamp_min(1e-12)
+        total = total + bridge_weight * scale * (b_sim - b_sim.mean())
+    if latent_weight > 0:
+        total = total + latent_weight * (F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T)
+    return mutual_nearest_from_similarity(total, k)
 
 
 def anchor_loss(

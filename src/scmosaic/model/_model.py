@@ -31,11 +31,12 @@ from .._keys import (
 )
 from .._mudata import new_mudata
 from .._stats import feature_mean_std
+from ._bridge import MIN_LANDMARKS, bridge_features, principal_components
 from ._convergence import ConvergenceRule, ConvergenceStopping
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
 from ._imputation import IMPUTATION_NEIGHBORS, average_rows, neighbor_weights
-from ._layout import DataLayout, Link
+from ._layout import DataLayout, Link, bridge_key
 from ._module import SCMODALModule
 from ._presets import (
     EARLY_STOPPING,
@@ -309,6 +310,11 @@ class SCMODAL(BaseModelClass):
         Weight of the pair term: cells measured in two linked modalities (the same
         ``obs_name`` in both) get equal codes and each modality is decoded from the other's
         code ({lambda_pair}).
+    bridge_anchor_weight
+        With paired cells, anchors of the other cells also weigh how alike their
+        similarities to the paired cells are in each modality (bridge features, computed at
+        the start of :meth:`train`, nothing is written to ``mdata``); 0 uses linked
+        features and codes only ({bridge_anchor_weight}).
     use_pairs
         Use the paired cells of the MuData (``False``: treat every modality's cells as
         unpaired, as scmosaic 0.1 did).
@@ -353,6 +359,7 @@ class SCMODAL(BaseModelClass):
         latent_anchor_weight: float | None = None,
         lambda_batch: float | None = None,
         lambda_pair: float | None = None,
+        bridge_anchor_weight: float | None = None,
         use_pairs: bool = True,
         seed: int = 0,
         reference_architecture: dict | None = None,
@@ -384,6 +391,7 @@ class SCMODAL(BaseModelClass):
             latent_anchor_weight=latent_anchor_weight,
             lambda_batch=lambda_batch,
             lambda_pair=lambda_pair,
+            bridge_anchor_weight=bridge_anchor_weight,
         )
         if not isinstance(use_pairs, bool):
             raise TypeError(f"use_pairs must be True or False, got {use_pairs!r}.")
@@ -882,6 +890,7 @@ class SCMODAL(BaseModelClass):
                 f"{iterations_per_epoch}. Pass another iterations_per_epoch, or "
                 "early_stopping=False (or a max_steps) for a fixed length."
             )
+        pairs = self._pairs() if self.use_pairs else None
         data_module = self._data_module_cls(
             self.adata_manager,
             self.layout,
@@ -892,7 +901,8 @@ class SCMODAL(BaseModelClass):
                 "datasplitter_kwargs",
                 datasplitter_kwargs,
                 data_on_device=data_on_device,
-                pairs=self._pairs() if self.use_pairs else None,
+                pairs=pairs,
+                extra_arrays=self._bridge_features(pairs, seed),
             ),
         )
         _check_accelerator(accelerator)
@@ -1069,6 +1079,41 @@ class SCMODAL(BaseModelClass):
             rows_b = names_b.get_indexer(names_a[rows_a])
             pairs[link.index] = (rows_a, rows_b)
         return pairs
+
+    def _bridge_features(self, pairs: dict | None, seed: int) -> dict[str, dict]:
+        """``{modality: {bridge_key(link): cells x landmarks}}`` for links with enough pairs
+        (none for a query model: it chooses no anchors between modalities)."""
+        if not pairs or self.reference_architecture or self.module.bridge_anchor_weight <= 0:
+            return {}
+        codes: dict[str, np.ndarray] = {}
+        extra: dict[str, dict] = {}
+        for link in self.links:
+            rows_a, rows_b = pairs.get(link.index, ((), ()))
+            if len(rows_a) < MIN_LANDMARKS:
+                continue
+            for m in (link.mod_a, link.mod_b):
+                if m not in codes:
+                    codes[m] = principal_components(
+                        lambda m=m: self._scaled_chunks(m), self.adata.mod[m].n_obs, seed
+                    )
+            bridges = bridge_features(codes[link.mod_a], codes[link.mod_b], rows_a, rows_b, seed)
+            logger.info(
+                "Anchors of link %s-%s also use each cell's similarity to %d paired cells.",
+                link.mod_a,
+                link.mod_b,
+                bridges[0].shape[1],
+            )
+            for m, matrix in zip((link.mod_a, link.mod_b), bridges, strict=True):
+                extra.setdefault(m, {})[bridge_key(link.index)] = matrix
+        return extra
+
+    def _scaled_chunks(self, modality: str):
+        """The registered features of ``modality`` as the encoders see them (z-scored,
+        clipped), as numpy chunks of rows."""
+        matrix = registered_matrix(self.adata.mod[modality], self._layer(modality), modality)
+        with torch.no_grad():
+            for chunk in iterate_rows(matrix, None, 8_192):
+                yield self.module.scale(modality, chunk.to(self.module.device)).cpu().numpy()
 
     def _on_device(self, x: torch.Tensor, batch: torch.Tensor | None) -> tuple:
         return x.to(self.device), None if batch is None else batch.to(self.device)

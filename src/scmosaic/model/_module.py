@@ -87,6 +87,9 @@ class SCMODALModule(BaseModuleClass):
         default initialisation).
     latent_anchor_weight
         Weight ``w`` of the latent similarity when choosing anchors (0: linked features only).
+    bridge_anchor_weight
+        Weight of the bridge features' similarity when choosing anchors of a link with paired
+        cells (``_bridge.py``; used when the minibatch carries them).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class SCMODALModule(BaseModuleClass):
         clip: float,
         init_std: float,
         latent_anchor_weight: float,
+        bridge_anchor_weight: float,
         lambda_batch: float,
         lambda_pair: float,
         n_batches: int = 0,
@@ -134,6 +138,7 @@ class SCMODALModule(BaseModuleClass):
         self.n_neighbors_mnn = n_neighbors_mnn
         self.max_geo_similarity = max_geo_similarity
         self.latent_anchor_weight = latent_anchor_weight
+        self.bridge_anchor_weight = bridge_anchor_weight
 
         n_features = {m: len(mean) for m, (mean, _) in feature_statistics.items()}
         self.standardizers = nn.ModuleDict(
@@ -328,7 +333,7 @@ class SCMODALModule(BaseModuleClass):
             "reconstruction": sum(mse(x_hat[m], x[m]) for m in self.modalities),
             "geometric": self._geometric(x, z),
         }
-        terms.update(self._link_terms(z, tensors.linked, tensors.batch or {}))
+        terms.update(self._link_terms(z, tensors.linked, tensors.batch or {}, tensors.bridges))
         terms["batch"] = self._batch_confusion(z, tensors.batch or {})
         terms["pair"] = self._pair_term(tensors.pairs, self.links)
         n_pairs = terms.pop("n_anchor_pairs")
@@ -363,19 +368,31 @@ class SCMODALModule(BaseModuleClass):
         """``E_target(G_target(z))`` of codes of ``source`` cells (their batches kept)."""
         return self._encode_scaled(target, self.decode(target, z, batch), batch)
 
-    def _link_terms(self, z: Mapping[str, torch.Tensor], linked, batch: Mapping) -> dict:
+    def _link_terms(
+        self, z: Mapping[str, torch.Tensor], linked, batch: Mapping, bridges=None
+    ) -> dict:
         """Adversarial, latent-cycle and anchor terms summed over links."""
         zero = z[self.modalities[0]].new_zeros(())
         adversarial = latent_cycle = anchor = zero
         n_pairs = 0
-        for i, ((a, b), (p_a, p_b)) in enumerate(zip(self.links, linked, strict=True)):
+        bridges = bridges or [None] * len(self.links)
+        for i, ((a, b), (p_a, p_b), bridge) in enumerate(
+            zip(self.links, linked, bridges, strict=True)
+        ):
             adversarial = adversarial - discriminator_loss(
                 self.discriminate(i, z[a]), self.discriminate(i, z[b])
             )
             latent_cycle = latent_cycle + mse(self._cycle(a, b, z[a], batch.get(a)), z[a])
             latent_cycle = latent_cycle + mse(self._cycle(b, a, z[b], batch.get(b)), z[b])
             idx_a, idx_b = select_anchors(
-                p_a, p_b, z[a], z[b], self.n_neighbors_mnn, self.latent_anchor_weight
+                p_a,
+                p_b,
+                z[a],
+                z[b],
+                self.n_neighbors_mnn,
+                self.latent_anchor_weight,
+                bridge,
+                self.bridge_anchor_weight,
             )
             n_pairs += idx_a.numel()
             anchor = anchor + anchor_loss(z[a], z[b], idx_a, idx_b)

@@ -82,6 +82,9 @@ class ModulePreset:
     # they are 0 unless setup_mudata has a batch_key / the MuData has paired cells.
     lambda_batch: float = _setting(1.0, WEIGHT)
     lambda_pair: float = _setting(10.0, WEIGHT)
+    # Anchors of a link with paired cells also weigh each cell's similarity to the pairs
+    # (model/_bridge.py; benchmarks/mosaic.py, M2); 0: linked features (and codes) only.
+    bridge_anchor_weight: float = _setting(2.0, WEIGHT)
 
 
 @dataclass(frozen=True)
