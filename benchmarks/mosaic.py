@@ -35,8 +35,18 @@ default length, ``get_latent_representation()``; nothing tuned to this data):
   ``scmosaic_v01_f0`` (``use_pairs=False``, f = 0) checks that f = 0 equals 0.1 (extra).
 * ``M3`` (batches without pairs): ``scmosaic_nopairs_batch`` (``use_pairs=False``,
   ``batch_key="batch"``); its counterpart without the batch key is M1's ``scmosaic_v01``
-  (the same setting and seed; CPU training is deterministic), shown again in M3's table.
-  ``M1 scmosaic_pairs_nobatch`` (pairs, no batch key) is an extra that separates the two.
+  (the same setting and seed; CPU training is deterministic on one machine, not across
+  CPUs, so compared runs are made on one machine), shown again in M3's table.
+  ``M1 scmosaic_pairs_nobatch`` (pairs, no batch key) is an extra that separates the two;
+  ``M3 scmosaic_nopairs_batch_lb1`` / ``_lb0`` (extras) set the batch discriminator's
+  weight (1, scmosaic's default before this benchmark chose 0.3; 0: batch-conditioned
+  encoders and decoders only).
+
+* ``M4`` (totalVI's layout: RNA in every donor, protein missing in one): p1_0 RNA only,
+  p3_0 + p4_0 paired; the ADT-only donor p2_0 is left out, since totalVI needs RNA for
+  every cell. ``scmosaic`` (pairs + ``batch_key``) and ``totalvi`` (``scvi.model.TOTALVI``
+  with its defaults, ``batch_key="batch"``, raw counts, the RNA-only donor's proteins all
+  zero, which totalVI treats as missing for that batch).
 
 Scores:
 
@@ -54,6 +64,9 @@ Scores:
   space. scib-metrics needs jax: it runs in ``benchmarks/.venvs/scib`` (``python -m venv
   --system-site-packages``, ``pip install scib-metrics==0.5.10``); without it the scores
   are left out and the JSON says so.
+* M4: labels of the RNA-only donor by kNN vote (k = 1 and 15) from the paired donors'
+  cells, one code per cell (scmosaic: a paired cell's two codes averaged); scib-metrics
+  as for M1 on that view.
 * M2: FOSCTTM (symmetric, Euclidean, ``scmosaic.metrics.foscttm``) and 1-NN label transfer
   among the hidden cells (RNA codes of the hidden cells against the ADT codes of the same
   cells); at f = 1 no cell is hidden and all 800 are scored (the JSON says
@@ -77,7 +90,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import THREAD_ENV
+from _common import THREAD_ENV, update_readme
 from _data import SHARED
 from _mosaic_io import load_embedding, save_embedding
 
@@ -88,15 +101,23 @@ VENVS = HERE / ".venvs"
 RNA_ONLY, ADT_ONLY = "p1_0", "p2_0"
 PAIRED_BATCHES = ("p3_0", "p4_0")
 FRACTIONS = (0.0, 0.05, 0.2, 0.5, 1.0)
-SCENARIOS = ("M1", "M2", "M3", "midas")
-EXTRAS = ("M1:scmosaic_pairs_nobatch", "M2:scmosaic_v01_f0")
+SCENARIOS = ("M1", "M2", "M3", "midas", "M4")
+EXTRAS = (
+    "M1:scmosaic_pairs_nobatch",
+    "M2:scmosaic_v01_f0",
+    "M3:scmosaic_nopairs_batch_lb1",
+    "M3:scmosaic_nopairs_batch_lb0",
+)
 
-# method -> (use_pairs, batch_key) for scmosaic
+# method -> (use_pairs, batch_key, SCMODAL arguments other than the preset's) for scmosaic
 SCMOSAIC = {
-    "scmosaic": (True, "batch"),
-    "scmosaic_v01": (False, None),
-    "scmosaic_nopairs_batch": (False, "batch"),
-    "scmosaic_pairs_nobatch": (True, None),
+    "scmosaic": (True, "batch", {}),
+    "scmosaic_v01": (False, None, {}),
+    "scmosaic_nopairs_batch": (False, "batch", {}),
+    "scmosaic_pairs_nobatch": (True, None, {}),
+    # the batch term's weight (batch-conditioned encoders and decoders either way)
+    "scmosaic_nopairs_batch_lb1": (False, "batch", {"lambda_batch": 1.0}),
+    "scmosaic_nopairs_batch_lb0": (False, "batch", {"lambda_batch": 0.0}),
 }
 
 
@@ -121,6 +142,8 @@ def planned_runs(scenarios, seeds, fractions, extras) -> list[tuple[str, str, in
                 runs.append(("M3", "scmosaic_nopairs_batch", seed))
             elif scenario == "midas":
                 runs.append(("M1", "midas", seed))
+            elif scenario == "M4":
+                runs += [("M4", "scmosaic", seed), ("M4", "totalvi", seed)]
     for extra in extras:
         scenario, method = extra.split(":")
         runs += [(scenario, method, seed) for seed in seeds]
@@ -139,6 +162,17 @@ def load_data():
 
     mudata.set_options(pull_on_update=False)
     return mudata.read_h5mu(DATA)
+
+
+def m4_data():
+    """totalVI's layout: RNA in every batch, protein missing in some (p2_0 dropped)."""
+    mdata = load_data()
+    import mudata
+
+    adt = mdata["adt"]
+    return mudata.MuData(
+        {"rna": mdata["rna"].copy(), "adt": adt[(adt.obs["batch"] != ADT_ONLY).to_numpy()].copy()}
+    )
 
 
 def m2_data(seed: int, f: float):
@@ -179,12 +213,12 @@ def train_scmosaic(scenario: str, method: str, seed: int, max_steps, accelerator
     torch.set_num_threads(1)
     if scenario == "M2":
         f = float(method.rsplit("_f", 1)[1])
-        use_pairs, batch_key = (not method.startswith("scmosaic_v01"), None)
+        use_pairs, batch_key, model_kwargs = (not method.startswith("scmosaic_v01"), None, {})
         mdata, n_paired = m2_data(seed, f)
         extra = {"fraction_paired": f, "n_paired": n_paired}
     else:
-        use_pairs, batch_key = SCMOSAIC[method]
-        mdata = load_data()
+        use_pairs, batch_key, model_kwargs = SCMOSAIC[method]
+        mdata = m4_data() if scenario == "M4" else load_data()
         extra = {}
     start = time.perf_counter()
     scmosaic.pp.link_features(mdata, "adt", "rna")
@@ -193,7 +227,7 @@ def train_scmosaic(scenario: str, method: str, seed: int, max_steps, accelerator
         processed, modalities=["rna", "adt"], links=[("rna", "adt")], batch_key=batch_key
     )
     scvi.settings.seed = seed
-    model = scmosaic.SCMODAL(processed, use_pairs=use_pairs, seed=seed)
+    model = scmosaic.SCMODAL(processed, use_pairs=use_pairs, seed=seed, **model_kwargs)
     train_start = time.perf_counter()
     model.train(max_steps=max_steps, accelerator=accelerator, enable_progress_bar=False)
     train_seconds = time.perf_counter() - train_start
@@ -223,6 +257,10 @@ def train_scmosaic(scenario: str, method: str, seed: int, max_steps, accelerator
             "use_pairs": use_pairs,
             "batch_key": batch_key,
             "preset": "default",
+            **model_kwargs,
+            # the weights in effect, defaults included (the default changed with M3)
+            "lambda_batch": model.module.lambdas["batch"],
+            "lambda_pair": model.module.lambdas["pair"],
             "max_steps": max_steps if max_steps is not None else "preset default",
             "links": "pp.link_features(mdata, 'adt', 'rna'), packaged table",
         },
@@ -232,6 +270,66 @@ def train_scmosaic(scenario: str, method: str, seed: int, max_steps, accelerator
         **extra,
     }
     save_embedding(out, np.vstack(emb), rows, meta)
+
+
+def train_totalvi(seed: int, accelerator: str, out: Path) -> None:
+    """scvi-tools' totalVI on M4 (its tutorial's setup: raw counts, ``batch_key``, proteins
+    of the RNA-only donor all zero, which totalVI treats as missing for that batch)."""
+    import scanpy as sc
+    import scvi
+    import torch
+
+    scvi.settings.num_threads = 1
+    torch.set_num_threads(1)
+    mdata = m4_data()
+    start = time.perf_counter()
+    rna = mdata["rna"].copy()
+    rna.layers["counts"] = rna.X.copy()
+    n_top = min(4000, rna.n_vars)
+    if n_top < rna.n_vars:
+        sc.pp.highly_variable_genes(
+            rna, n_top_genes=n_top, flavor="seurat_v3", layer="counts", batch_key="batch"
+        )
+        rna = rna[:, rna.var["highly_variable"]].copy()
+    adt = mdata["adt"]
+    protein = np.zeros((rna.n_obs, adt.n_vars), dtype=np.float32)
+    rows = rna.obs_names.get_indexer(adt.obs_names)
+    protein[rows] = np.asarray(adt.X.todense() if hasattr(adt.X, "todense") else adt.X)
+    rna.obsm["protein"] = pd_frame(protein, rna.obs_names, adt.var_names)
+    scvi.settings.seed = seed
+    scvi.model.TOTALVI.setup_anndata(
+        rna, layer="counts", batch_key="batch", protein_expression_obsm_key="protein"
+    )
+    model = scvi.model.TOTALVI(rna)
+    model.train(accelerator=accelerator, enable_progress_bar=False)
+    z = model.get_latent_representation()
+    seconds = time.perf_counter() - start
+    obs = rna.obs
+    rows_out = {
+        "modality": ["joint"] * rna.n_obs,
+        "obs_name": list(rna.obs_names),
+        "cell_id": list(rna.obs_names),
+        "batch": obs["batch"].astype(str).tolist(),
+        "celltype": obs["celltype"].astype(str).tolist(),
+        "hidden": [False] * rna.n_obs,
+    }
+    meta = {
+        "seconds": seconds,
+        "train_seconds": seconds,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "device": device_name(accelerator),
+        "epochs": int(model.history["elbo_train"].shape[0]),
+        "settings": {"model": "scvi.model.TOTALVI defaults", "batch_key": "batch"},
+        "embedding_dims": int(z.shape[1]),
+        "versions": {"scvi-tools": scvi.__version__, "torch": torch.__version__},
+    }
+    save_embedding(out, z, rows_out, meta)
+
+
+def pd_frame(values, index, columns):
+    import pandas as pd
+
+    return pd.DataFrame(values, index=index, columns=columns)
 
 
 def device_name(accelerator: str) -> str:
@@ -285,6 +383,30 @@ def scib_scores(emb, batch, labels) -> dict:
     bench.benchmark()
     table = bench.get_results(min_max_scale=False)
     return {str(k): float(v) for k, v in table.loc["X_emb"].items()}
+
+
+def score_m4(emb, rows) -> dict:
+    """Labels from the paired donors to the RNA-only donor, on one code per cell, and
+    scib-metrics of that view (three donors)."""
+    from scmosaic.tl import knn_transfer
+
+    cells, sub, _ = cells_view(emb, rows)
+    labels = sub["celltype"].astype(object)
+    query = sub["batch"] == RNA_ONLY
+    reference = np.isin(sub["batch"], PAIRED_BATCHES)
+    out = {}
+    for k in (1, 15):
+        pred, conf = knn_transfer(cells[reference], labels[reference], cells[query], k=k)
+        out[f"knn{k}_accuracy_paired_to_rna_only"] = float((pred == labels[query]).mean())
+    try:
+        import scib_metrics
+    except ImportError as err:
+        out["scib_error"] = f"scib-metrics not importable here ({err}); scores left out"
+        return out
+    out["scib_metrics_version"] = scib_metrics.__version__
+    for k, v in scib_scores(cells, sub["batch"], sub["celltype"]).items():
+        out[f"scib_cells_{k}"] = v
+    return out
 
 
 def score_m1(emb, rows) -> dict:
@@ -377,7 +499,8 @@ def score_run(scenario: str, method: str, seed: int, embeddings: Path, folder: P
     name = run_name(scenario, method, seed)
     emb, rows, meta = load_embedding(embeddings / f"{name}.npz")
     row = {"scenario": scenario, "method": method, "seed": seed, **meta}
-    row |= score_m2(emb, rows) if scenario == "M2" else score_m1(emb, rows)
+    scorer = {"M2": score_m2, "M4": score_m4}.get(scenario, score_m1)
+    row |= scorer(emb, rows)
     (folder / f"{name}.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -540,8 +663,84 @@ LABELS = {
     "scmosaic_v01": "scmosaic 0.1 behaviour (use_pairs=False, no batch_key)",
     "scmosaic_pairs_nobatch": "scmosaic, pairs, no batch_key (extra)",
     "midas": "MIDAS (scmidas 0.3.0, quick start)",
-    "scmosaic_nopairs_batch": "use_pairs=False + batch_key",
+    "totalvi": "totalVI (scvi-tools defaults, batch_key)",
+    "scmosaic_nopairs_batch": "use_pairs=False + batch_key (default lambda_batch=0.3)",
+    "scmosaic_nopairs_batch_lb1": "use_pairs=False + batch_key, lambda_batch=1 (default before M3)",
+    "scmosaic_nopairs_batch_lb0": "use_pairs=False + batch_key, lambda_batch=0 (offsets only)",
 }
+
+
+def readme_table(runs: list[dict]) -> str:
+    """The README's summary: medians over seeds of each scenario's headline scores."""
+
+    def med(scenario, method, key, digits=3, spread=False):
+        vals = [r[key] for r in runs if (r["scenario"], r["method"]) == (scenario, method)]
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return "–"
+        text = f"{np.median(vals):.{digits}f}"
+        return text + (f" [{min(vals):.{digits}f}–{max(vals):.{digits}f}]" if spread else "")
+
+    def scib(scenario, method):
+        total = med(scenario, method, "scib_cells_Total", 2, spread=True)
+        batch = med(scenario, method, "scib_cells_Batch correction", 2)
+        bio = med(scenario, method, "scib_cells_Bio conservation", 2)
+        return f"{total} ({batch} / {bio})"
+
+    lines = [
+        "| scenario | metric | scmosaic, pairs + `batch_key` | scmosaic 0.1 behaviour | peer |",
+        "|---|---|---|---|---|",
+        "| M1, four donors | 1-NN label transfer p1_0 ↔ p2_0 | "
+        f"{med('M1', 'scmosaic', 'label_transfer_mean', spread=True)} | "
+        f"{med('M1', 'scmosaic_v01', 'label_transfer_mean', spread=True)} | "
+        f"MIDAS {med('M1', 'midas', 'label_transfer_mean', spread=True)} |",
+        f"|  | scib total (batch / bio) | {scib('M1', 'scmosaic')} | "
+        f"{scib('M1', 'scmosaic_v01')} | MIDAS {scib('M1', 'midas')} |",
+        f"|  | wall time, shared CPU (s) | {med('M1', 'scmosaic', 'seconds', 0)} | "
+        f"{med('M1', 'scmosaic_v01', 'seconds', 0)} | MIDAS {med('M1', 'midas', 'seconds', 0)} |",
+        "| M4, totalVI's layout (no ADT-only donor) | 1-NN labels paired donors → p1_0 | "
+        f"{med('M4', 'scmosaic', 'knn1_accuracy_paired_to_rna_only', spread=True)} | – | "
+        f"totalVI {med('M4', 'totalvi', 'knn1_accuracy_paired_to_rna_only', spread=True)} |",
+        f"|  | scib total (batch / bio) | {scib('M4', 'scmosaic')} | – | "
+        f"totalVI {scib('M4', 'totalvi')} |",
+        f"|  | wall time, shared CPU (s) | {med('M4', 'scmosaic', 'seconds', 0)} | – | "
+        f"totalVI {med('M4', 'totalvi', 'seconds', 0)} |",
+        "",
+        "| M2: pairs given (f) | 0 | 0.05 | 0.2 | 0.5 |",
+        "|---|---|---|---|---|",
+        "| FOSCTTM, hidden cells | "
+        + " | ".join(med("M2", m2_method(f), "foscttm_hidden", spread=True) for f in FRACTIONS[:4])
+        + " |",
+        "| 1-NN label transfer, hidden cells | "
+        + " | ".join(
+            med("M2", m2_method(f), "label_transfer_hidden_mean", spread=True)
+            for f in FRACTIONS[:4]
+        )
+        + " |",
+        "",
+        "| M3: no pairs | iLISI | batch score | cLISI | bio score | 1-NN p1_0 ↔ p2_0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    m3 = [("no `batch_key`", "M1", "scmosaic_v01")]
+    m3 += [(LABELS[m].replace("use_pairs=False + ", ""), "M3", m) for m in M3_METHODS]
+    for label, scenario, method in m3:
+        if med(scenario, method, "label_transfer_mean") == "–":
+            continue
+        lines.append(
+            f"| {label} | {med(scenario, method, 'scib_cells_iLISI', spread=True)} | "
+            f"{med(scenario, method, 'scib_cells_Batch correction', spread=True)} | "
+            f"{med(scenario, method, 'scib_cells_cLISI')} | "
+            f"{med(scenario, method, 'scib_cells_Bio conservation', spread=True)} | "
+            f"{med(scenario, method, 'label_transfer_mean', spread=True)} |"
+        )
+    return "\n".join(lines)
+
+
+M3_METHODS = (
+    "scmosaic_nopairs_batch",
+    "scmosaic_nopairs_batch_lb1",
+    "scmosaic_nopairs_batch_lb0",
+)
 
 
 def report(folder: Path) -> str:
@@ -620,14 +819,38 @@ def report(folder: Path) -> str:
     lines += table(
         [
             ("use_pairs=False, no batch_key", group("M1", "scmosaic_v01")),
-            (LABELS["scmosaic_nopairs_batch"], group("M3", "scmosaic_nopairs_batch")),
+            *((LABELS[m], group("M3", m)) for m in M3_METHODS if group("M3", m)),
         ],
         m3_cols,
+    )
+    lines += [
+        "",
+        "## M4: totalVI's layout (p1_0 RNA only, p3_0 + p4_0 paired; the ADT-only donor left out)",
+        "",
+        "Labels of the RNA-only donor from the paired donors' cells (kNN vote on one code "
+        "per cell); scib-metrics of that view over the three donors.",
+        "",
+    ]
+    m4_cols = [
+        ("knn1_accuracy_paired_to_rna_only", "1-NN paired → p1_0"),
+        ("knn15_accuracy_paired_to_rna_only", "15-NN paired → p1_0"),
+        ("scib_cells_iLISI", "iLISI"),
+        ("scib_cells_cLISI", "cLISI"),
+        ("scib_cells_Batch correction", "batch score"),
+        ("scib_cells_Bio conservation", "bio score"),
+        ("scib_cells_Total", "total"),
+        ("seconds", "wall time (s)"),
+    ]
+    lines += table(
+        [(LABELS[m], group("M4", m)) for m in ("scmosaic", "totalvi") if group("M4", m)],
+        m4_cols,
     )
     devices = sorted({r.get("device", "?") for r in runs})
     lines += ["", "Devices: " + "; ".join(devices)] if devices else []
     text = "\n".join(lines) + "\n"
     (folder / "mosaic.md").write_text(text)
+    if folder.resolve() == RESULTS.resolve():
+        update_readme("mosaic", readme_table(runs))
     return text
 
 
@@ -650,6 +873,7 @@ def main() -> None:
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON exists")
+    parser.add_argument("--methods", nargs="+", help="only the planned runs of these methods")
     parser.add_argument("--report", action="store_true", help="only write mosaic.md")
     parser.add_argument("--train-one", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--score-one", nargs=3, help=argparse.SUPPRESS)
@@ -659,7 +883,10 @@ def main() -> None:
     if args.train_one:
         scenario, method, seed = args.train_one
         npz = out / "embeddings" / f"{run_name(scenario, method, int(seed))}.npz"
-        train_scmosaic(scenario, method, int(seed), args.max_steps, args.accelerator, npz)
+        if method == "totalvi":
+            train_totalvi(int(seed), args.accelerator, npz)
+        else:
+            train_scmosaic(scenario, method, int(seed), args.max_steps, args.accelerator, npz)
         return
     if args.score_one:
         scenario, method, seed = args.score_one
@@ -670,6 +897,8 @@ def main() -> None:
         if args.max_steps is not None and args.midas_epochs is None:
             args.midas_epochs = 2  # a smoke test: keep MIDAS as short
         runs = planned_runs(args.scenarios, args.seeds, args.fractions, args.extras)
+        if args.methods:
+            runs = [run for run in runs if run[1] in args.methods]
         drive(runs, out, args.max_steps, args.midas_epochs, args.accelerator, args.rerun)
     print(report(out))
 

@@ -45,6 +45,19 @@ def test_use_pairs_false_ignores_pairs():
     assert (model.history["loss_pair"].to_numpy(dtype=float) == 0).all()
 
 
+def test_without_paired_cells_use_pairs_changes_nothing():
+    """No obs_name in both modalities: use_pairs=True trains exactly as 0.1 (use_pairs=False)."""
+    latents = {}
+    for use_pairs in (True, False):
+        mdata = make_mosaic(layout={"rna": "r", "adt": "a"})
+        model = _model(mdata, use_pairs=use_pairs, seed=0)
+        assert all(len(rows_a) == 0 for rows_a, _ in model._pairs().values())
+        model.train(max_steps=20, **TRAIN)
+        latents[use_pairs] = model.get_latent_representation()
+    for m in ("rna", "adt"):
+        np.testing.assert_array_equal(latents[True][m], latents[False][m])
+
+
 def test_pairs_align_the_paired_cells():
     """Negative control: the same data without pairs leave the paired cells further apart."""
     scores = {}
