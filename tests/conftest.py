@@ -77,7 +77,8 @@ def make_mosaic(
     ``layout`` gives the batches (one letter each) of every modality, e.g. ``{"rna": "q"}``
     for new cells of the same cell types and features as the default mosaic of that ``seed``
     (a query): batches other than "r", "a", "p" get their own shift and cells.
-    ``batch_shift`` scales every batch's shift of the features.
+    ``batch_shift`` scales every batch's shift of the features. Modalities other than
+    ``rna`` and ``adt`` (e.g. ``{"atac": "tm"}``) have ``d_rna`` features of their own.
     """
     layout = layout or {"rna": "rp", "adt": "ap"}
     rng = np.random.default_rng(seed)
@@ -89,6 +90,13 @@ def make_mosaic(
         own = np.random.default_rng([seed, ord(b)])
         shift[b] = {"rna": own.normal(0, 1, d_rna), "adt": own.normal(0, 1, d_adt)}
         cells[b] = own.integers(0, 3, n_per_batch)
+    # Modalities other than rna/adt (d_rna features) from their own generator, so that the
+    # draws above, and every test's data, stay the same.
+    for name in sorted(set(layout) - {"rna", "adt"}):
+        own = np.random.default_rng([seed, *map(ord, name)])
+        loading[name] = own.normal(0, 1, (3, d_rna))
+        for b in shift:
+            shift[b][name] = own.normal(0, 1, d_rna)
 
     def modality(name, batches):
         blocks, obs, linked = [], [], []

@@ -77,6 +77,36 @@ def test_pairs_align_the_paired_cells():
     assert scores[True] < 0.5 * scores[False], scores
 
 
+def test_three_modalities_in_any_presence_pattern():
+    """CITE-seq (rna + adt), multiome (rna + atac) and one-modality donors in one model:
+    pairs are found per link and align their cells; negative control without pairs."""
+    scores = {}
+    for use_pairs in (True, False):
+        mdata = make_mosaic(layout={"rna": "rpm", "adt": "ap", "atac": "tm"})
+        SCMODAL.setup_mudata(
+            mdata,
+            modalities=["rna", "adt", "atac"],
+            links=[LINKS[0], ("rna", "atac", "linked", "linked")],
+            batch_key="batch",
+        )
+        model = SCMODAL(mdata, use_pairs=use_pairs, seed=0, **SMALL)
+        pairs = model._pairs()
+        assert [len(pairs[i][0]) for i in (0, 1)] == [60, 60]  # batches "p" and "m"
+        model.train(max_steps=150, **TRAIN)
+        latent = model.get_latent_representation()
+        multiome = mdata["atac"].obs["batch"] == "m"
+        names = mdata["atac"].obs_names[multiome]
+        scores[use_pairs] = foscttm(
+            latent["rna"][mdata["rna"].obs_names.get_indexer(names)],
+            latent["atac"][multiome.to_numpy()],
+        )
+    joint = model.get_joint_representation()
+    assert joint["n_modalities"].value_counts().to_dict() == {1: 180, 2: 120}
+    # Measured: 0.149 with pairs, 0.470 without.
+    assert scores[True] < 0.25, scores
+    assert scores[True] < 0.5 * scores[False], scores
+
+
 def test_batches_registered_and_used():
     mdata = make_mosaic()
     model = _model(mdata, batch_key="batch")
