@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import THREAD_ENV
+from _common import THREAD_ENV, update_readme
 from _data import SHARED
 
 HERE = Path(__file__).resolve().parent
@@ -484,6 +484,8 @@ def report(out: Path) -> str:
     ]
     text = "\n".join(lines) + "\n"
     (out / "query.md").write_text(text)
+    if out.resolve() == RESULTS.resolve():
+        update_readme("query", text)
     return text
 
 
@@ -496,7 +498,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON exists")
-    parser.add_argument("--report", action="store_true", help="only write query.md")
+    parser.add_argument(
+        "--report", action="store_true", help="only write query.md and the README's table"
+    )
     parser.add_argument(
         "--max-steps", type=int, default=None, help="reference iterations (smoke runs only)"
     )
