@@ -275,9 +275,11 @@ def train_scmosaic(scenario: str, method: str, seed: int, max_steps, accelerator
 def train_totalvi(seed: int, accelerator: str, out: Path) -> None:
     """scvi-tools' totalVI on M4 (its tutorial's setup: raw counts, ``batch_key``, proteins
     of the RNA-only donor all zero, which totalVI treats as missing for that batch)."""
+    import pandas as pd
     import scanpy as sc
     import scvi
     import torch
+    from scipy import sparse
 
     scvi.settings.num_threads = 1
     torch.set_num_threads(1)
@@ -294,8 +296,8 @@ def train_totalvi(seed: int, accelerator: str, out: Path) -> None:
     adt = mdata["adt"]
     protein = np.zeros((rna.n_obs, adt.n_vars), dtype=np.float32)
     rows = rna.obs_names.get_indexer(adt.obs_names)
-    protein[rows] = np.asarray(adt.X.todense() if hasattr(adt.X, "todense") else adt.X)
-    rna.obsm["protein"] = pd_frame(protein, rna.obs_names, adt.var_names)
+    protein[rows] = adt.X.toarray() if sparse.issparse(adt.X) else np.asarray(adt.X)
+    rna.obsm["protein"] = pd.DataFrame(protein, index=rna.obs_names, columns=adt.var_names)
     scvi.settings.seed = seed
     scvi.model.TOTALVI.setup_anndata(
         rna, layer="counts", batch_key="batch", protein_expression_obsm_key="protein"
@@ -326,12 +328,6 @@ def train_totalvi(seed: int, accelerator: str, out: Path) -> None:
     save_embedding(out, z, rows_out, meta)
 
 
-def pd_frame(values, index, columns):
-    import pandas as pd
-
-    return pd.DataFrame(values, index=index, columns=columns)
-
-
 def device_name(accelerator: str) -> str:
     import torch
 
@@ -357,8 +353,20 @@ def cells_view(emb, rows):
     return (sums / counts[:, None]).astype(np.float32), sub, int((counts > 1).sum())
 
 
-def scib_scores(emb, batch, labels) -> dict:
-    """scib-metrics' Benchmarker on one embedding, without PCR comparison; flat dict."""
+def scib_ready(out: dict) -> bool:
+    """Whether scib-metrics imports; its version (or why not) is recorded in ``out``."""
+    try:
+        import scib_metrics
+    except ImportError as err:
+        out["scib_error"] = f"scib-metrics not importable here ({err}); scores left out"
+        return False
+    out["scib_metrics_version"] = scib_metrics.__version__
+    return True
+
+
+def scib_scores(emb, batch, labels, view: str) -> dict:
+    """scib-metrics' Benchmarker on one embedding, without PCR comparison; a flat dict with
+    keys ``scib_<view>_<metric>``."""
     import anndata as ad
     import pandas as pd
     from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
@@ -382,7 +390,7 @@ def scib_scores(emb, batch, labels) -> dict:
     )
     bench.benchmark()
     table = bench.get_results(min_max_scale=False)
-    return {str(k): float(v) for k, v in table.loc["X_emb"].items()}
+    return {f"scib_{view}_{k}": float(v) for k, v in table.loc["X_emb"].items()}
 
 
 def score_m4(emb, rows) -> dict:
@@ -396,16 +404,10 @@ def score_m4(emb, rows) -> dict:
     reference = np.isin(sub["batch"], PAIRED_BATCHES)
     out = {}
     for k in (1, 15):
-        pred, conf = knn_transfer(cells[reference], labels[reference], cells[query], k=k)
+        pred, _ = knn_transfer(cells[reference], labels[reference], cells[query], k=k)
         out[f"knn{k}_accuracy_paired_to_rna_only"] = float((pred == labels[query]).mean())
-    try:
-        import scib_metrics
-    except ImportError as err:
-        out["scib_error"] = f"scib-metrics not importable here ({err}); scores left out"
-        return out
-    out["scib_metrics_version"] = scib_metrics.__version__
-    for k, v in scib_scores(cells, sub["batch"], sub["celltype"]).items():
-        out[f"scib_cells_{k}"] = v
+    if scib_ready(out):
+        out |= scib_scores(cells, sub["batch"], sub["celltype"], "cells")
     return out
 
 
@@ -440,20 +442,14 @@ def score_m1(emb, rows) -> dict:
         pos = {c: i for i, c in enumerate(rows["cell_id"][adt])}
         order = np.array([pos[c] for c in rows["cell_id"][rna]])
         out["foscttm_paired_cells"] = foscttm(emb[rna], emb[adt][order])
-    try:
-        import scib_metrics
-    except ImportError as err:
-        out["scib_error"] = f"scib-metrics not importable here ({err}); scores left out"
+    if not scib_ready(out):
         return out
-    out["scib_metrics_version"] = scib_metrics.__version__
     cells, sub, n_joined = cells_view(emb, rows)
     out["scib_cells_n_rows"], out["scib_cells_n_joined"] = len(cells), n_joined
-    for k, v in scib_scores(cells, sub["batch"], sub["celltype"]).items():
-        out[f"scib_cells_{k}"] = v
+    out |= scib_scores(cells, sub["batch"], sub["celltype"], "cells")
     if n_joined:  # the method gives one code per modality: also score them stacked
         out["scib_stacked_n_rows"] = len(emb)
-        for k, v in scib_scores(emb, batch, rows["celltype"]).items():
-            out[f"scib_stacked_{k}"] = v
+        out |= scib_scores(emb, batch, rows["celltype"], "stacked")
     return out
 
 
@@ -658,6 +654,13 @@ M2_COLUMNS = [
     ("foscttm_all", "FOSCTTM, all 800"),
     ("seconds", "wall time (s)"),
 ]
+M3_METHODS = (
+    "scmosaic_nopairs_batch",
+    "scmosaic_nopairs_batch_lb1",
+    "scmosaic_nopairs_batch_lb0",
+)
+
+
 LABELS = {
     "scmosaic": "scmosaic (pairs + batch_key)",
     "scmosaic_v01": "scmosaic 0.1 behaviour (use_pairs=False, no batch_key)",
@@ -734,13 +737,6 @@ def readme_table(runs: list[dict]) -> str:
             f"{med(scenario, method, 'label_transfer_mean', spread=True)} |"
         )
     return "\n".join(lines)
-
-
-M3_METHODS = (
-    "scmosaic_nopairs_batch",
-    "scmosaic_nopairs_batch_lb1",
-    "scmosaic_nopairs_batch_lb0",
-)
 
 
 def report(folder: Path) -> str:

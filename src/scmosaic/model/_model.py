@@ -31,7 +31,7 @@ from .._keys import (
 )
 from .._mudata import new_mudata
 from .._stats import feature_mean_std
-from ._bridge import MIN_LANDMARKS, bridge_features, principal_components
+from ._bridge import CHUNK, MIN_LANDMARKS, bridge_features, principal_components
 from ._convergence import ConvergenceRule, ConvergenceStopping
 from ._data_module import UnpairedDataModule
 from ._features import feature_order, iterate_rows, registered_matrix
@@ -1112,7 +1112,7 @@ class SCMODAL(BaseModelClass):
         clipped), as numpy chunks of rows."""
         matrix = registered_matrix(self.adata.mod[modality], self._layer(modality), modality)
         with torch.no_grad():
-            for chunk in iterate_rows(matrix, None, 8_192):
+            for chunk in iterate_rows(matrix, None, CHUNK):
                 yield self.module.scale(modality, chunk.to(self.module.device)).cpu().numpy()
 
     def _on_device(self, x: torch.Tensor, batch: torch.Tensor | None) -> tuple:

@@ -80,7 +80,8 @@ class ModulePreset:
     latent_anchor_weight: float = _setting(0.0, WEIGHT)
     # scmosaic's mosaic terms (not in the reference, which has neither batches nor pairs):
     # they are 0 unless setup_mudata has a batch_key / the MuData has paired cells.
-    # 0.3: batch score up and biology kept, where 1 cost biology (benchmarks/mosaic.py, M3)
+    # 0.3: the most batch mixing and label transfer kept; 1 and 0 mixed less and transferred
+    # labels worse (benchmarks/mosaic.py, M3)
     lambda_batch: float = _setting(0.3, WEIGHT)
     lambda_pair: float = _setting(10.0, WEIGHT)
     # Anchors of a link with paired cells also weigh each cell's similarity to the pairs
