@@ -34,13 +34,13 @@ included). Without the reset (not Linux) the call peak is null.
 BLAS/OpenMP threads are pinned to 1 (``OMP_NUM_THREADS`` etc. in the subprocess
 environment): oversubscription on a small shared machine made cca_links ~30x slower.
 
-``--knn-method`` (``exact``, the default, or ``approximate``) is passed to ``cca_links``.
+``--knn-method`` (``exact``, the default, ``approximate`` or ``auto``) is passed to ``cca_links``.
 Rows measured before that option existed used exact search and are marked ``exact``.
 ``anchor_precision`` (quality of the scores): label agreement of the mutual nearest
 neighbours of the scores on 5,000 random cells per modality, measured after the timed call.
 
 Usage: python benchmarks/cca_scaling.py [--sizes 1000 10000 100000] [--methods ...]
-[--knn-method exact|approximate] [--merge]. Writes benchmarks/results/cca_scaling.json
+[--knn-method exact|approximate|auto] [--merge]. Writes benchmarks/results/cca_scaling.json
 and .md and prints the markdown table; ``--merge`` keeps the rows already there that this
 run does not remeasure.
 """
@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--knn-method", default="exact", choices=["exact", "approximate"])
+    parser.add_argument("--knn-method", default="exact", choices=["auto", "exact", "approximate"])
     parser.add_argument("--merge", action="store_true")
     args = parser.parse_args()
     if args.one is not None:

@@ -114,7 +114,7 @@ nitpicky = True
 _THIRD_PARTY = (
     "anndata", "mudata", "scanpy", "scvi", "torch", "lightning", "numpy", "np", "pandas",
     "pd", "scipy", "sklearn", "collections", "os", "pathlib", "typing", "numbers",
-    "matplotlib", "pynndescent", "dataclasses",
+    "matplotlib", "faiss", "dataclasses",
 )  # fmt: skip
 nitpick_ignore_regex = [
     # Type-hint aliases and names that no inventory documents.

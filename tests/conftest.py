@@ -126,3 +126,19 @@ def make_mosaic(
         return adata
 
     return MuData({m: modality(m, batches) for m, batches in layout.items()})
+
+
+@pytest.fixture
+def ivf_calls(monkeypatch):
+    """Count the approximate indexes built, so a silent fallback to exact search fails."""
+    import faiss
+
+    calls = []
+    original = faiss.IndexIVFFlat
+
+    def spy(quantizer, dim, n_lists, *args):
+        calls.append(n_lists)
+        return original(quantizer, dim, n_lists, *args)
+
+    monkeypatch.setattr(faiss, "IndexIVFFlat", spy)
+    return calls

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mudata import MuData
 from scipy import sparse
 from sklearn.cross_decomposition import CCA
@@ -145,51 +147,84 @@ def test_mutual_nearest_pairs_matches_torch_reference():
     np.testing.assert_allclose(sim, (a_n[ia] * b_n[ib]).sum(1))
 
 
-@pytest.fixture
-def nndescent_calls(monkeypatch):
-    """Count the approximate indexes built, so a silent fallback to exact search fails."""
-    import pynndescent
-
-    calls = []
-    original = pynndescent.NNDescent
-
-    def spy(data, *args, **kwargs):
-        calls.append(len(data))
-        return original(data, *args, **kwargs)
-
-    monkeypatch.setattr(pynndescent, "NNDescent", spy)
-    return calls
+def _recall(exact: np.ndarray, approx: np.ndarray) -> float:
+    k = exact.shape[1]
+    return float(np.mean([len(set(e) & set(a)) / k for e, a in zip(exact, approx, strict=True)]))
 
 
-@pytest.mark.slow
-def test_approximate_neighbours_agree_with_exact(nndescent_calls):
+def test_approximate_neighbours_agree_with_exact(ivf_calls):
     from scmosaic.pp._neighbors import knn_indices
 
     rng = np.random.default_rng(3)
     data, queries = rng.normal(size=(2000, 8)), rng.normal(size=(300, 8))
     exact = knn_indices(data, queries, 10, "exact")
-    assert nndescent_calls == []
+    assert ivf_calls == []
     approx = knn_indices(data, queries, 10, "approximate", seed=1)
-    assert nndescent_calls == [2000]
-    recall = np.mean([len(set(e) & set(a)) / 10 for e, a in zip(exact, approx, strict=True)])
-    assert approx.shape == (300, 10) and recall >= 0.9, recall  # random data: the hard case
+    assert ivf_calls == [50]  # 4 sqrt(2000) = 178 lists, capped so each has 40 training cells
+    assert approx.shape == (300, 10) and _recall(exact, approx) >= 0.9  # random: the hard case
     np.testing.assert_array_equal(approx, knn_indices(data, queries, 10, "approximate", seed=1))
     self_knn = knn_indices(data, None, 5, "approximate")
     assert (self_knn[:, 0] == np.arange(2000)).mean() > 0.99  # each cell is its own nearest
-    # too few indexed cells for a search graph: exact, whatever the query size
-    n_calls = len(nndescent_calls)
-    small = knn_indices(data[:30], queries, 5, "approximate")
-    np.testing.assert_array_equal(small, knn_indices(data[:30], queries, 5, "exact"))
-    assert len(nndescent_calls) == n_calls
+    # a set too small for two lists of 40 training cells is scanned whole: exact
+    small = knn_indices(data[:79], queries, 5, "approximate")
+    np.testing.assert_array_equal(small, knn_indices(data[:79], queries, 5, "exact"))
+    assert len(ivf_calls) == 3  # the three searches above, none for the small set
     with pytest.raises(ValueError, match="knn_method"):
         knn_indices(data, queries, 10, "fast")
 
 
-def test_cca_links_approximate_search_recovers_pivots(nndescent_calls):
+def test_auto_search_is_exact_up_to_the_threshold(ivf_calls, monkeypatch):
+    from scmosaic.pp import _neighbors
+
+    rng = np.random.default_rng(4)
+    data, queries = rng.normal(size=(400, 6)), rng.normal(size=(50, 6))
+    exact = _neighbors.knn_indices(data, queries, 7, "exact")
+    np.testing.assert_array_equal(_neighbors.knn_indices(data, queries, 7, "auto"), exact)
+    assert ivf_calls == []
+    monkeypatch.setattr(_neighbors, "EXACT_MAX_CELLS", 399)
+    assert _neighbors.resolved_knn_method("auto", 400) == "approximate"
+    assert _recall(exact, _neighbors.knn_indices(data, queries, 7, "auto")) >= 0.9
+    assert ivf_calls == [10]
+
+
+def test_approximate_search_falls_back_where_probed_lists_are_short(monkeypatch):
+    from scmosaic.pp import _neighbors
+
+    # 20 tight, far-apart clusters of 20 cells in 10 lists: one probed list holds far fewer
+    # than k = 200 cells, so every query is answered by the exact fallback
+    rng = np.random.default_rng(5)
+    centres = rng.normal(scale=100.0, size=(20, 3))
+    data = np.repeat(centres, 20, axis=0) + rng.normal(scale=0.1, size=(400, 3))
+    monkeypatch.setattr(_neighbors, "IVF_PROBES", 1)
+    approx = _neighbors.knn_indices(data, data[::7], 200, "approximate")
+    assert (approx >= 0).all()
+    assert _recall(_neighbors.knn_indices(data, data[::7], 200, "exact"), approx) == 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    n_queries=st.integers(0, 40),
+    dim=st.integers(1, 12),
+    k=st.integers(1, 40),
+    seed=st.integers(0, 3),
+)
+def test_approximate_search_returns_valid_indices(n, n_queries, dim, k, seed):
+    from scmosaic.pp._neighbors import knn_indices
+
+    rng = np.random.default_rng(seed)
+    data, queries = rng.normal(size=(n, dim)), rng.normal(size=(n_queries, dim))
+    indices = knn_indices(data, queries, k, "approximate", seed)
+    assert indices.shape == (n_queries, min(k, n))
+    assert ((indices >= 0) & (indices < n)).all()
+    assert all(len(set(row)) == row.size for row in indices)  # no cell twice
+
+
+def test_cca_links_approximate_search_recovers_pivots(ivf_calls):
     mdata = make_latent_pair()
     summary = cca_links(mdata, init="links", knn_method="approximate", smooth_neighbors=10, **SMALL)
     assert summary["knn_method"] == "approximate"
-    assert len(nndescent_calls) >= 2 * 4  # initial matching + 3 rounds, both directions
+    assert len(ivf_calls) >= 2 * 4  # initial matching + 3 rounds, both directions
     assert _precision(mdata, "X_cca", "X_cca") >= 0.9
     with pytest.raises(ValueError, match="knn_method"):
         cca_links(mdata, init="labels", labels_key="celltype", knn_method="fast", **SMALL)

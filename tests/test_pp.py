@@ -127,22 +127,13 @@ def test_link_features_smoothing_is_the_shared_knn_average():
         assert not np.allclose(expected, unsmoothed[m], atol=0.1)
 
 
-def test_link_features_approximate_knn(monkeypatch):
-    import pynndescent
-
-    indexed, original = [], pynndescent.NNDescent
-
-    def spy(data, *args, **kwargs):
-        indexed.append(len(data))
-        return original(data, *args, **kwargs)
-
-    monkeypatch.setattr(pynndescent, "NNDescent", spy)
+def test_link_features_approximate_knn(ivf_calls):
     mdata = _cite(n=400, n_extra_genes=40)
     link_features(mdata, "adt", "rna", smooth_neighbors=10)
     exact = mdata["rna"].obsm["linked_adt"].to_numpy()
-    assert indexed == []
+    assert ivf_calls == []
     link_features(mdata, "adt", "rna", smooth_neighbors=10, knn_method="approximate")
-    assert indexed == [405, 400]  # adt then rna: the same search as cca_links
+    assert ivf_calls == [10, 10]  # adt (405 cells), then rna (400): 40 training cells a list
     approximate = mdata["rna"].obsm["linked_adt"].to_numpy()
     for j in range(exact.shape[1]):
         assert np.corrcoef(exact[:, j], approximate[:, j])[0, 1] > 0.9

@@ -235,7 +235,7 @@ def test_pp_docstrings_have_no_unfilled_placeholder():
     for name in scmosaic.pp.__all__:
         doc = getattr(scmosaic.pp, name).__doc__
         assert doc and not placeholder.search(doc), name
-    assert "pynndescent" in scmosaic.pp.link_features.__doc__
+    assert "inverted-file index" in scmosaic.pp.link_features.__doc__
 
 
 def test_mutual_nearest_pairs_is_public():

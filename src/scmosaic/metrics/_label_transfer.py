@@ -85,7 +85,10 @@ def label_transfer_accuracy(
         ref: np.ndarray, ref_lab: np.ndarray, qry: np.ndarray, qry_lab: np.ndarray
     ) -> tuple[float, float]:
         scored = ~pd.isna(qry_lab)
-        pred, _ = knn_transfer(ref, ref_lab, qry[scored], k=k, chunk_size=chunk_size)
+        # A metric: exact at every size, so scores do not depend on an index's recall.
+        pred, _ = knn_transfer(
+            ref, ref_lab, qry[scored], k=k, chunk_size=chunk_size, knn_method="exact"
+        )
         return _score(qry_lab[scored], pred)
 
     acc_ab, f1_ab = _direction(a, la, b, lb)

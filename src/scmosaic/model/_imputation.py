@@ -27,7 +27,8 @@ def neighbor_weights(
     source_codes: np.ndarray, target_codes: np.ndarray, n_neighbors: int
 ) -> sparse.csc_matrix:
     """Row-stochastic ``(n_source, n_target)`` matrix: ``1 / k`` at each source cell's ``k``
-    nearest target cells (Euclidean, exact), ``k = min(n_neighbors, n_target)``.
+    nearest target cells (Euclidean; exact up to 50,000 target cells, approximate above:
+    :func:`~scmosaic.pp._neighbors.knn_searcher`), ``k = min(n_neighbors, n_target)``.
 
     Column-compressed, so that :func:`average_rows` can take it a block of target cells at
     a time.

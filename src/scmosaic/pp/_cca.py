@@ -35,7 +35,7 @@ def _link_pivots(
     mods: tuple[str, str],
     linked_keys: Sequence[str] | None,
     n_neighbors: int,
-    knn_method: KnnMethod = "exact",
+    knn_method: KnnMethod = "auto",
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Mutual nearest pairs of the two modalities' (z-scored) linked features."""
@@ -205,7 +205,7 @@ def cca_links(
     layer: str | None = None,
     normalized: bool = False,
     key_added: str = CCA_OBSM_KEY,
-    knn_method: KnnMethod = "exact",
+    knn_method: KnnMethod = "auto",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Learn linked features of two unpaired modalities by iterated regularised CCA.
@@ -279,9 +279,9 @@ def cca_links(
     knn_method
         {knn_method}
         Used by the matching and the smoothing. At 100,000 cells per modality
-        (``benchmarks/cca_scaling.py``, replicated Hao cells, ``init="links"``)
-        approximate search was 28% faster but matched worse (anchor precision of the scores
-        0.886 vs 0.920, initial pivots 5,314 vs 35,953), so exact is the default.
+        (``benchmarks/cca_scaling.py``, replicated Hao cells, ``init="links"``, one thread)
+        approximate search took 53 s against 371 s for exact search and matched as well
+        (anchor precision of the scores 0.920 both, initial pivots 35,728 vs 35,953).
     seed
         Seed of the PCA, of the label pairing and of the approximate search; the result is
         deterministic given it.

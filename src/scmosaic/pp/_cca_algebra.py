@@ -36,7 +36,7 @@ def mutual_nearest_pairs(
     x_a: np.ndarray,
     x_b: np.ndarray,
     n_neighbors: int,
-    knn_method: KnnMethod = "exact",
+    knn_method: KnnMethod = "auto",
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mutual nearest neighbours of two cell sets by cosine similarity.
@@ -55,8 +55,8 @@ def mutual_nearest_pairs(
     n_neighbors
         ``k`` of the two kNN queries (capped at the set sizes).
     knn_method
-        ``"exact"`` (:class:`sklearn.neighbors.NearestNeighbors`) or ``"approximate"``
-        (:class:`pynndescent.NNDescent`, used when the searched set has more than 120 cells).
+        ``"exact"`` (:class:`sklearn.neighbors.NearestNeighbors`), ``"approximate"`` (a faiss
+        inverted-file index) or ``"auto"`` (exact up to 50,000 cells in the searched set).
     seed
         Seed of the approximate search.
 
@@ -211,7 +211,7 @@ def iterated_cca(
     pivot_fraction: float,
     regularization: float,
     smoothers: Sequence[sparse.csr_matrix] | None = None,
-    knn_method: KnnMethod = "exact",
+    knn_method: KnnMethod = "auto",
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, list[int], list[list[float]]]:
     """CCA of two cell sets fitted on pivot pairs, re-matched ``n_iterations`` times.

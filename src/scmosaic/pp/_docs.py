@@ -22,8 +22,9 @@ PARAMS = {
         "and ``log1p``."
     ),
     "knn_method": (
-        'Nearest-neighbour search: ``"exact"`` (scikit-learn) or ``"approximate"``\n'
-        "(pynndescent, as scanpy uses; sets of at most 120 cells are searched exactly).\n"
+        'Nearest-neighbour search: ``"exact"`` (scikit-learn), ``"approximate"`` (a seeded\n'
+        "faiss inverted-file index: the 32 of 4 sqrt(n) k-means lists nearest each query are\n"
+        'searched) or ``"auto"`` (exact for sets of at most 50,000 cells, approximate above).\n'
         ":func:`~scmosaic.pp.link_features` and :func:`~scmosaic.pp.cca_links` share it."
     ),
 }

@@ -233,7 +233,7 @@ def link_features(
     clip: float | None = 10.0,
     key_a: str | None = None,
     key_b: str | None = None,
-    knn_method: KnnMethod = "exact",
+    knn_method: KnnMethod = "auto",
     species: Literal["auto", "human", "mouse"] = "auto",
 ) -> pd.DataFrame:
     """Build linked-feature matrices of two modalities from raw counts.

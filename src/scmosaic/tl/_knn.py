@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from sklearn.neighbors import NearestNeighbors
-
 from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
+from ..pp._neighbors import KnnMethod, check_knn_method, knn_searcher
 
 
 def check_distance_range(arr: np.ndarray, name: str) -> None:
@@ -36,11 +35,13 @@ def knn_transfer(
     *,
     k: int = 1,
     chunk_size: int = 2048,
+    knn_method: KnnMethod = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Transfer labels from reference cells to query cells by kNN majority vote.
 
-    Neighbours are found with :class:`sklearn.neighbors.NearestNeighbors`
-    (Euclidean distance), querying ``chunk_size`` cells at a time.
+    Neighbours (Euclidean distance) are searched ``chunk_size`` query cells at a time,
+    exactly with :class:`sklearn.neighbors.NearestNeighbors` or, for references of more
+    than 50,000 cells, approximately (``knn_method``).
 
     Parameters
     ----------
@@ -57,6 +58,9 @@ def knn_transfer(
         reference cells.
     chunk_size
         Number of query cells searched at a time (bounds memory).
+    knn_method
+        ``"exact"``, ``"approximate"`` (a faiss inverted-file index) or ``"auto"`` (exact
+        for references of at most 50,000 labelled cells).
 
     Returns
     -------
@@ -70,7 +74,7 @@ def knn_transfer(
     -----
     Ties in the vote are broken deterministically in favour of the tied label
     whose closest voter is nearest to the query (neighbours are ordered by
-    distance as returned by scikit-learn).
+    distance as returned by the search).
 
     Examples
     --------
@@ -83,6 +87,7 @@ def knn_transfer(
     """
     check_positive_int(k, "k")
     check_positive_int(chunk_size, "chunk_size")
+    check_knn_method(knn_method)
     ref = as_finite_matrix(ref_emb, "ref_emb")
     query = as_finite_matrix(query_emb, "query_emb")
     check_distance_range(ref, "ref_emb")
@@ -105,10 +110,10 @@ def knn_transfer(
     if n_query == 0:
         return uniques[pred], conf
 
-    nn = NearestNeighbors(n_neighbors=k).fit(ref)
+    search = knn_searcher(ref, k, knn_method)
     for start in range(0, n_query, chunk_size):
         stop = min(start + chunk_size, n_query)
-        idx = nn.kneighbors(query[start:stop], return_distance=False)
+        idx = search(query[start:stop])
         nb_codes = codes[idx]  # (m, k), ordered nearest first
         m = stop - start
         rows = np.arange(m)

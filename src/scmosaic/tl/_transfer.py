@@ -10,6 +10,7 @@ from mudata import MuData
 
 from .._checks import get_modality
 from .._keys import LATENT_OBSM_KEY
+from ..pp._neighbors import KnnMethod
 from ._knn import knn_transfer
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def transfer_labels(
     key_added: str | None = None,
     chunk_size: int = 2048,
     query_data: MuData | None = None,
+    knn_method: KnnMethod = "auto",
 ) -> pd.DataFrame:
     """Transfer labels from a reference modality to a query modality by kNN vote.
 
@@ -79,6 +81,9 @@ def transfer_labels(
     query_data
         MuData holding the query modality (default: ``mdata``); its embedding must be in the
         reference's space, e.g. codes of a query model of the same reference.
+    knn_method
+        ``"exact"``, ``"approximate"`` (a faiss inverted-file index) or ``"auto"`` (exact
+        for references of at most 50,000 labelled cells): see :func:`knn_transfer`.
 
     Returns
     -------
@@ -132,6 +137,7 @@ def transfer_labels(
         _embedding(qry, query, basis),
         k=k,
         chunk_size=chunk_size,
+        knn_method=knn_method,
     )
     pred = pred.astype(object)
     if min_confidence is not None:
