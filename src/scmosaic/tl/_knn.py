@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
+
 from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
 from ..pp._neighbors import KnnMethod, check_knn_method, knn_searcher
 
