@@ -24,8 +24,10 @@ threads as a user would have them (no pinning). A size whose subprocess runs pas
 ``--timeout`` seconds is recorded with the stages it finished.
 
 Usage: python benchmarks/workflow_scaling.py [--sizes 10000 100000 1000000] [--timeout 3600]
-[--accelerator gpu]. Writes benchmarks/results/workflow_scaling[_gpu].{json,md,png} and, on
-the CPU, the README's table.
+[--accelerator gpu] [--knn-method exact]. Writes
+benchmarks/results/workflow_scaling[_gpu][_exact].{json,md,png} and, on the CPU with the
+default search, the README's table (``--knn-method exact`` forces exact search everywhere, for
+comparison).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ STAGES = (
 )
 
 
-def run_stages(n: int, accelerator: str, seed: int = 0):
+def run_stages(n: int, accelerator: str, knn_method: str = "auto", seed: int = 0):
     """Yield ``(stage, seconds, peak_rss_gb, extra)`` for each stage, in order."""
     import mudata
     from scaling import generate
@@ -65,10 +67,12 @@ def run_stages(n: int, accelerator: str, seed: int = 0):
     state: dict = {}
 
     def link_features():
-        scmosaic.pp.link_features(mdata, "adt", "rna")
+        scmosaic.pp.link_features(mdata, "adt", "rna", knn_method=knn_method)
 
     def cca_links():
-        cca = scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links", seed=seed)
+        cca = scmosaic.pp.cca_links(
+            mdata, ("rna", "adt"), init="links", knn_method=knn_method, seed=seed
+        )
         return {"n_pivots": cca["n_pivots"]}
 
     def preprocess():
@@ -87,7 +91,7 @@ def run_stages(n: int, accelerator: str, seed: int = 0):
         state["model"].get_latent_representation(write_obsm=True)
 
     def transfer_labels():
-        scmosaic.tl.transfer_labels(state["mdata"], "rna", "adt", "celltype")
+        scmosaic.tl.transfer_labels(state["mdata"], "rna", "adt", "celltype", knn_method=knn_method)
 
     steps = {
         "link_features": link_features,
@@ -110,9 +114,10 @@ def run_stages(n: int, accelerator: str, seed: int = 0):
         yield stage, seconds, peak, extra
 
 
-def measure(n: int, accelerator: str, timeout: float) -> dict:
+def measure(n: int, accelerator: str, timeout: float, knn_method: str = "auto") -> dict:
     """One size in a subprocess; the stages it finished within ``timeout`` seconds."""
     cmd = [sys.executable, __file__, "--one", str(n), "--accelerator", accelerator]
+    cmd += ["--knn-method", knn_method]
     row: dict = {"n_cells_per_modality": n, "stages": {}, "completed": False}
     start = time.perf_counter()
     try:
@@ -178,23 +183,25 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per size")
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--knn-method", default="auto", choices=["auto", "exact", "approximate"])
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        for stage, seconds, peak, extra in run_stages(args.one, args.accelerator):
+        for stage, seconds, peak, extra in run_stages(args.one, args.accelerator, args.knn_method):
             record = {"stage": stage, "seconds": seconds, "peak_rss_gb": peak, **extra}
             print("STAGE " + json.dumps(record), flush=True)
         return
     rows = []
     for n in args.sizes:
-        rows.append(measure(n, args.accelerator, args.timeout))
+        rows.append(measure(n, args.accelerator, args.timeout, args.knn_method))
         print(json.dumps(rows[-1]), flush=True)
     import torch
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "workflow_scaling" + ("_gpu" if args.accelerator != "cpu" else "")
+    name += "" if args.knn_method == "auto" else f"_{args.knn_method}"
     result = {
         "rows": rows,
         "machine": {
@@ -203,16 +210,19 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "device": args.accelerator,
         },
+        "knn_method": args.knn_method,
     }
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     text = table(rows)
     (out / f"{name}.md").write_text(
         "# README workflow, time (s) and peak RSS per stage\n\n"
         f"`python benchmarks/workflow_scaling.py`, {platform.machine()} CPU, "
-        f"{os.cpu_count()} cores, no thread pinning; device {args.accelerator}.\n\n{text}\n"
+        f"{os.cpu_count()} cores, no thread pinning; device {args.accelerator}; "
+        f"knn_method {args.knn_method!r}.\n\n{text}\n"
     )
     plot(rows, out / f"{name}.png")
-    if out.resolve() == (HERE / "results").resolve() and args.accelerator == "cpu":
+    default_run = args.accelerator == "cpu" and args.knn_method == "auto"
+    if out.resolve() == (HERE / "results").resolve() and default_run:
         update_readme("workflow", text)
     print(text)
 

@@ -19,9 +19,9 @@ grows with (searched cells) x (queries): at 100,000 cells per modality ``cca_lin
 
 # Inverted-file index (faiss IndexIVFFlat): k-means cells into IVF_LISTS_PER_SQRT * sqrt(n)
 # lists, search the IVF_PROBES lists nearest each query. On replicated Hao cells (10^5 per
-# modality) this found 98-100% of the exact neighbours in 10-74 dimensions, where an HNSW
-# graph found 37% for cross-modality queries in 74 dimensions (queries unlike the indexed
-# set are a graph's weak spot).
+# modality, benchmarks/knn_search.py) this found 98.5-99.98% of the exact mutual nearest pairs
+# of the workflow's searches, where an HNSW graph found 56% between the two modalities' linked
+# features (queries unlike the indexed set are a graph's weak spot).
 IVF_LISTS_PER_SQRT = 4
 IVF_PROBES = 32
 IVF_TRAIN_PER_LIST = 40  # k-means sample per list (faiss warns below 39)
