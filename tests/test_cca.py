@@ -163,12 +163,21 @@ def test_approximate_neighbours_agree_with_exact(ivf_calls):
     assert ivf_calls == [50]  # 4 sqrt(2000) = 178 lists, capped so each has 40 training cells
     assert approx.shape == (300, 10) and _recall(exact, approx) >= 0.9  # random: the hard case
     np.testing.assert_array_equal(approx, knn_indices(data, queries, 10, "approximate", seed=1))
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    try:  # the seeded index does not depend on the number of threads
+        faiss.omp_set_num_threads(1)
+        one_thread = knn_indices(data, queries, 10, "approximate", seed=1)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    np.testing.assert_array_equal(approx, one_thread)
     self_knn = knn_indices(data, None, 5, "approximate")
     assert (self_knn[:, 0] == np.arange(2000)).mean() > 0.99  # each cell is its own nearest
     # a set too small for two lists of 40 training cells is scanned whole: exact
     small = knn_indices(data[:79], queries, 5, "approximate")
     np.testing.assert_array_equal(small, knn_indices(data[:79], queries, 5, "exact"))
-    assert len(ivf_calls) == 3  # the three searches above, none for the small set
+    assert len(ivf_calls) == 4  # the four searches above, none for the small set
     with pytest.raises(ValueError, match="knn_method"):
         knn_indices(data, queries, 10, "fast")
 
