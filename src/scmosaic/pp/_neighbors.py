@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
+
+logger = logging.getLogger(__name__)
 
 KnnMethod = Literal["auto", "exact", "approximate"]
 KNN_METHODS = ("auto", "exact", "approximate")
@@ -75,6 +78,12 @@ def _ivf_searcher(data: np.ndarray, k: int, seed: int) -> Callable:
         n_train = min(n, IVF_TRAIN_PER_LIST * n_lists)
         index.train(data[np.sort(rng.choice(n, n_train, replace=False))])
         index.nprobe = min(IVF_PROBES, n_lists)
+        logger.info(
+            "Approximate neighbour search in %d cells: %d k-means lists, %d searched per query.",
+            n,
+            n_lists,
+            index.nprobe,
+        )
     index.add(data)
 
     def search(queries: np.ndarray | None) -> np.ndarray:
