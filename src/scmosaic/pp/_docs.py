@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
+from ._neighbors import EXACT_MAX_CELLS, IVF_LISTS_PER_SQRT, IVF_PROBES
+
 _F = TypeVar("_F", bound=Callable)
 
 PARAMS = {
@@ -23,8 +25,10 @@ PARAMS = {
     ),
     "knn_method": (
         'Nearest-neighbour search: ``"exact"`` (scikit-learn), ``"approximate"`` (a seeded\n'
-        "faiss inverted-file index: the 32 of 4 sqrt(n) k-means lists nearest each query are\n"
-        'searched) or ``"auto"`` (exact for sets of at most 50,000 cells, approximate above).\n'
+        f"faiss inverted-file index: the {IVF_PROBES} of {IVF_LISTS_PER_SQRT} sqrt(n) k-means "
+        "lists nearest each query\n"
+        f'are searched) or ``"auto"`` (exact for sets of at most {EXACT_MAX_CELLS:,} cells,\n'
+        "approximate above).\n"
         ":func:`~scmosaic.pp.link_features` and :func:`~scmosaic.pp.cca_links` share it."
     ),
 }

@@ -17,8 +17,8 @@ KNN_METHODS = ("auto", "exact", "approximate")
 
 EXACT_MAX_CELLS = 50_000
 """``knn_method="auto"`` searches sets of at most this many cells exactly. Exact search
-grows with (searched cells) x (queries): at 100,000 cells per modality ``cca_links`` spent
-300 s in it, which the inverted-file index cuts to seconds (``benchmarks/cca_scaling.py``)."""
+grows with (searched cells) x (queries): at 100,000 cells per modality ``cca_links`` took
+371 s on one thread with it and 53 s with the inverted-file index (``cca_scaling.py``)."""
 
 # Inverted-file index (faiss IndexIVFFlat): k-means cells into IVF_LISTS_PER_SQRT * sqrt(n)
 # lists, search the IVF_PROBES lists nearest each query. On replicated Hao cells (10^5 per
@@ -86,14 +86,17 @@ def _ivf_searcher(data: np.ndarray, k: int, seed: int) -> Callable:
         )
     index.add(data)
 
+    exact: list = []  # a flat index, built on the first query that needs it
+
     def search(queries: np.ndarray | None) -> np.ndarray:
         q = data if queries is None else np.ascontiguousarray(queries, dtype=np.float32)
         _, indices = index.search(q, k)
         short = (indices < 0).any(axis=1)  # probed lists held fewer than k cells
         if short.any():
-            exact = faiss.IndexFlatL2(dim)
-            exact.add(data)
-            indices[short] = exact.search(q[short], k)[1]
+            if not exact:
+                exact.append(faiss.IndexFlatL2(dim))
+                exact[0].add(data)
+            indices[short] = exact[0].search(q[short], k)[1]
         return indices.astype(np.intp)
 
     return search
