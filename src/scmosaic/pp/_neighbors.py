@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Literal
@@ -86,17 +87,18 @@ def _ivf_searcher(data: np.ndarray, k: int, seed: int) -> Callable:
         )
     index.add(data)
 
-    exact: list = []  # a flat index, built on the first query that needs it
+    @functools.cache
+    def exact_index():  # built on the first query that needs it, then kept
+        flat = faiss.IndexFlatL2(dim)
+        flat.add(data)
+        return flat
 
     def search(queries: np.ndarray | None) -> np.ndarray:
         q = data if queries is None else np.ascontiguousarray(queries, dtype=np.float32)
         _, indices = index.search(q, k)
         short = (indices < 0).any(axis=1)  # probed lists held fewer than k cells
         if short.any():
-            if not exact:
-                exact.append(faiss.IndexFlatL2(dim))
-                exact[0].add(data)
-            indices[short] = exact[0].search(q[short], k)[1]
+            indices[short] = exact_index().search(q[short], k)[1]
         return indices.astype(np.intp)
 
     return search
