@@ -79,7 +79,6 @@ from _data import LABELS, PAIRED, load, workflow_options
 RESULTS = Path(__file__).parent / "results"
 DATASETS = ["hao", "pbmc10k", "sln"]
 METHODS = ["scmodal_table", "scmodal_table_cca", "maxfuse", "scconfluence", "totalvi"]
-STEPS = {"hao": None, "pbmc10k": 2000, "sln": 2000}  # None: the preset's data-size rule
 
 
 def variants(dataset: str, method: str) -> list[str]:
@@ -116,15 +115,14 @@ def protein_gene_pairs(mdata, dataset: str) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------- methods
 
 
-def run_scmodal(
-    dataset: str, variant: str, seed: int, cca: bool, steps: int | None, accelerator: str
-):
-    """SCMODAL through the workflow: table links (plus CCA scores refined from them)."""
+def run_scmodal(dataset: str, variant: str, seed: int, cca: bool, accelerator: str):
+    """SCMODAL through the workflow as a user runs it (default preset, early stopping):
+    table links (plus CCA scores refined from them)."""
     import scvi
 
     from scmosaic import workflow
 
-    options = workflow_options(dataset, seed=seed, max_steps=steps, accelerator=accelerator)
+    options = workflow_options(dataset, seed=seed, accelerator=accelerator)
     if cca:
         options = dataclasses.replace(options, links="cca", cca_init="links")
     mdata = unpaired_data(dataset, variant, seed)
@@ -441,9 +439,7 @@ def device_name(accelerator: str) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, 1 thread per run)"
 
 
-def run_one(
-    dataset: str, variant: str, method: str, seed: int, steps: int | None, accelerator: str
-) -> dict:
+def run_one(dataset: str, variant: str, method: str, seed: int, accelerator: str) -> dict:
     import mudata
     import scvi
     import torch
@@ -452,9 +448,9 @@ def run_one(
     scvi.settings.num_threads = 1
     torch.set_num_threads(1)
     if method == "scmodal_table":
-        result = run_scmodal(dataset, variant, seed, False, steps, accelerator)
+        result = run_scmodal(dataset, variant, seed, False, accelerator)
     elif method == "scmodal_table_cca":
-        result = run_scmodal(dataset, variant, seed, True, steps, accelerator)
+        result = run_scmodal(dataset, variant, seed, True, accelerator)
     elif method == "maxfuse":
         result = run_maxfuse(dataset, variant, seed)
     elif method == "scconfluence":
@@ -686,7 +682,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
         dataset, variant, method, seed = args.one
-        row = run_one(dataset, variant, method, int(seed), STEPS[dataset], args.accelerator)
+        row = run_one(dataset, variant, method, int(seed), args.accelerator)
         (folder / f"{dataset}_{variant}_{method}_seed{seed}.json").write_text(
             json.dumps(row, indent=2)
         )

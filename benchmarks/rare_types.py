@@ -8,7 +8,8 @@ mostly partners of other types; its anchors then pull it into a large neighbouri
 population. This script measures that directly, without training: the linked features of
 the README workflow (``scmosaic.workflow.link`` + ``preprocess``), minibatches drawn as in
 training (500 + 500 cells without replacement, 30 draws per seed), mutual nearest pairs by
-:func:`scmosaic.pp.mutual_nearest_pairs` for several ``k``, and per type the fraction of
+:func:`scmosaic.pp.mutual_nearest_pairs` for several rules (``k`` = 30, 10, 5, and
+``k`` = 30 with local anchors first, ``n_neighbors_local`` = 5), and per type the fraction of
 anchor pairs touching that type whose two cells share the label (precision) and the number
 of such pairs per minibatch; also each type's 1-NN label transfer on the linked features
 alone, to show whether the linked features separate the type at all.
@@ -17,13 +18,16 @@ Datasets: the Hao subset (pairing hidden, shuffled), PBMC 10k (shuffled; main an
 labels), SLN (unpaired; coarse labels). Seeds 0-2.
 
 ``--train`` then trains SCMODAL through the README workflow (default preset, early stopping,
-one CPU thread) with the preset's ``n_neighbors_mnn`` (30) and with each other ``k`` of
-``TRAIN_K``, and scores 1-NN label transfer (both directions), macro-F1 and each type's F1
-(mean of both directions), and FOSCTTM where the pairing is known.
+one CPU thread) with each ``--k`` and the preset's other settings unless ``--local-k``,
+``--batch-size`` or ``--n-hidden`` (encoders, decoders and discriminators) say otherwise,
+and scores 1-NN label transfer (both directions), macro-F1 and each type's F1 (mean of both
+directions), and FOSCTTM where the pairing is known. Each trained run's JSON records its
+settings; the tables list every configuration found, the preset's first.
 
 Usage:
     python benchmarks/rare_types.py --seeds 0 1 2            # anchors only (a minute)
-    python benchmarks/rare_types.py --train --seeds 0 1 2 --jobs 2
+    python benchmarks/rare_types.py --train --seeds 0 1 2 --jobs 2          # k = 30, 10, 5
+    python benchmarks/rare_types.py --train --k 30 --local-k 0 --jobs 2     # without local anchors
     python benchmarks/rare_types.py --report
 """
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from _common import launch_all, update_readme
@@ -45,9 +50,43 @@ DATASETS = {
     "pbmc10k": ["label_main_rna", "label_fine_rna"],
     "sln": ["coarse_type"],
 }
-K_VALUES = (30, 10, 5)
+# (k, local k) of the anchor rules scored without training; keyed "30", ..., "30/5"
+ANCHOR_RULES = ((30, 0), (10, 0), (5, 0), (30, 5))
+
+
+def rule_key(k: int, local_k: int) -> str:
+    return f"{k}/{local_k}" if local_k else str(k)
+
+
+def rule_name(k: int, local_k: int) -> str:
+    return f"k={k}, local k={local_k}" if local_k else f"k={k}"
+
+
 TRAIN_K = (30, 10, 5)
 BATCH = 500
+
+
+class Config(NamedTuple):
+    """What a trained run changed: ``n_neighbors_mnn``, cells per minibatch, hidden units
+    (encoders, decoders, discriminators) and ``n_neighbors_mnn_local``."""
+
+    k: int
+    batch_size: int
+    n_hidden: int
+    local_k: int
+
+
+def preset_config() -> Config:
+    from scmosaic.model import PRESETS
+
+    module, train = PRESETS["default"].module, PRESETS["default"].train
+    return Config(
+        module.n_neighbors_mnn, train.batch_size, module.n_hidden, module.n_neighbors_mnn_local
+    )
+
+
+# runs recorded before a setting was varied ran with these values
+RECORDED_BEFORE = {"batch_size": 500, "n_hidden": 512, "local_k": 0}
 DRAWS = 30
 
 
@@ -111,25 +150,34 @@ def run(dataset: str, seed: int) -> dict:
             "linked_macro_f1": float(transfer["macro_f1"]),
             "anchors": {},
         }
-        for k in K_VALUES:
-            pairs = [mutual_nearest_pairs(p_a[ia], p_b[ib], k)[:2] for ia, ib in draws]
+        for k, local_k in ANCHOR_RULES:
+            pairs = [
+                mutual_nearest_pairs(p_a[ia], p_b[ib], k, n_neighbors_local=local_k)[:2]
+                for ia, ib in draws
+            ]
             ia = np.concatenate([ia[i] for (ia, _), (i, _) in zip(draws, pairs, strict=True)])
             ib = np.concatenate([ib[j] for (_, ib), (_, j) in zip(draws, pairs, strict=True)])
             stats = per_type(la, lb, ia, ib, types)
+            # fraction of a minibatch's cells (both modalities) with at least one anchor
+            anchored = [
+                (len(np.unique(i)) + len(np.unique(j))) / (len(da) + len(db))
+                for (da, db), (i, j) in zip(draws, pairs, strict=True)
+            ]
             both = np.array(
                 [x is not None and y is not None for x, y in zip(la[ia], lb[ib], strict=True)]
             )
-            result["anchors"][str(k)] = {
+            result["anchors"][rule_key(k, local_k)] = {
                 "precision": float((la[ia][both] == lb[ib][both]).mean()),
                 "pairs_per_minibatch": float(len(ia) / DRAWS),
+                "cells_anchored": float(np.mean(anchored)),
                 "per_type": {t: [p, n / DRAWS] for t, (p, n) in stats.items()},
             }
         record["labels"][key] = result
     return record
 
 
-def train(dataset: str, k: int, seed: int) -> dict:
-    """Per-type label transfer of SCMODAL (default preset, ``n_neighbors_mnn=k``)."""
+def train(dataset: str, seed: int, config: Config) -> dict:
+    """Per-type label transfer of SCMODAL (default preset but for ``config``)."""
     import scvi
     import torch
     from sklearn.metrics import f1_score
@@ -145,11 +193,20 @@ def train(dataset: str, k: int, seed: int) -> dict:
     scmosaic.SCMODAL.setup_mudata(
         processed, modalities=list(linked.modalities), links=[linked.spec]
     )
-    model = scmosaic.SCMODAL(processed, seed=seed, n_neighbors_mnn=k)
-    seconds = workflow.fit(model, workflow_options(dataset, seed=seed))
+    model = scmosaic.SCMODAL(
+        processed,
+        seed=seed,
+        n_neighbors_mnn=config.k,
+        n_hidden=config.n_hidden,
+        n_hidden_discriminator=config.n_hidden,
+        n_neighbors_mnn_local=config.local_k,
+    )
+    seconds = workflow.fit(
+        model, workflow_options(dataset, seed=seed), batch_size=config.batch_size
+    )
     latent = model.get_latent_representation()
     a, b = linked.modalities
-    record = {"dataset": dataset, "k": k, "seed": seed, "seconds": seconds,
+    record = {"dataset": dataset, **config._asdict(), "seed": seed, "seconds": seconds,
               "iterations": model.n_iterations_trained_, "labels": {}}  # fmt: skip
     if dataset != "sln":
         order = scmosaic.datasets.pairing_order(processed, a, b)
@@ -186,32 +243,40 @@ def report(runs: list[dict]) -> str:
             types = sorted(
                 rs[0]["cells_per_minibatch"], key=lambda t: rs[0]["cells_per_minibatch"][t]
             )
+            rules = [r for r in ANCHOR_RULES if all(rule_key(*r) in x["anchors"] for x in rs)]
+            keys_ = [rule_key(*r) for r in rules]
             lines += [
                 f"### {dataset}, `{key}` ({len(rs)} seeds; medians)",
                 "",
                 "| type | cells per minibatch | "
-                + " | ".join(f"anchor precision k={k} (pairs)" for k in K_VALUES)
+                + " | ".join(f"anchor precision {rule_name(*r)} (pairs)" for r in rules)
                 + " |",
-                "|---|---|" + "---|" * len(K_VALUES),
+                "|---|---|" + "---|" * len(rules),
             ]
             for t in types:
                 cells = [
                     "{:.2f} ({:.0f})".format(
-                        np.nanmedian([r["anchors"][str(k)]["per_type"][t][0] for r in rs]),
-                        np.median([r["anchors"][str(k)]["per_type"][t][1] for r in rs]),
+                        np.nanmedian([r["anchors"][key_]["per_type"][t][0] for r in rs]),
+                        np.median([r["anchors"][key_]["per_type"][t][1] for r in rs]),
                     )
-                    for k in K_VALUES
+                    for key_ in keys_
                 ]
                 n = np.median([r["cells_per_minibatch"][t] for r in rs])
                 lines.append(f"| {t} | {n:.1f} | " + " | ".join(cells) + " |")
             overall = [
                 "{:.3f} ({:.0f})".format(
-                    np.median([r["anchors"][str(k)]["precision"] for r in rs]),
-                    np.median([r["anchors"][str(k)]["pairs_per_minibatch"] for r in rs]),
+                    np.median([r["anchors"][key_]["precision"] for r in rs]),
+                    np.median([r["anchors"][key_]["pairs_per_minibatch"] for r in rs]),
                 )
-                for k in K_VALUES
+                for key_ in keys_
             ]
             lines.append("| all | – | " + " | ".join(overall) + " |")
+            if all("cells_anchored" in r["anchors"][key_] for r in rs for key_ in keys_):
+                anchored = [
+                    f"{np.median([r['anchors'][key_]['cells_anchored'] for r in rs]):.2f}"
+                    for key_ in keys_
+                ]
+                lines.append("| cells with an anchor | – | " + " | ".join(anchored) + " |")
             lines.append("")
             linked = np.median([r["linked_label_transfer"] for r in rs])
             f1 = np.median([r["linked_macro_f1"] for r in rs])
@@ -222,19 +287,46 @@ def report(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def config(run: dict) -> Config:
+    """The configuration of a trained run."""
+    return Config(**{f: run.get(f, RECORDED_BEFORE.get(f)) for f in Config._fields})
+
+
+def configs(runs: list[dict]) -> list[Config]:
+    """The trained configurations, the preset's first."""
+    default = preset_config()
+    return sorted(
+        {config(r) for r in runs},
+        key=lambda c: (c != default, -c.n_hidden, c.local_k, c.batch_size, -c.k),
+    )
+
+
+def describe(c: Config) -> str:
+    """``k`` with what differs from the preset (README table)."""
+    default = preset_config()
+    extra = [f"batch {c.batch_size}"] * (c.batch_size != default.batch_size)
+    extra += [f"{c.n_hidden} units"] * (c.n_hidden != default.n_hidden)
+    extra += [f"local k {c.local_k}"] * (c.local_k != default.local_k)
+    return ", ".join([str(c.k), *extra]) + (" (default)" if c == default else "")
+
+
 def train_report(runs: list[dict]) -> str:
     """Default k against each other k: label transfer, macro-F1, FOSCTTM, F1 per type."""
     lines = []
     for dataset, keys in DATASETS.items():
         for key in keys:
             by_k = {
-                k: [r for r in runs if r["dataset"] == dataset and r["k"] == k] for k in TRAIN_K
+                c: [r for r in runs if r["dataset"] == dataset and config(r) == c]
+                for c in configs(runs)
             }
-            by_k = {k: rs for k, rs in by_k.items() if rs}
+            by_k = {c: rs for c, rs in by_k.items() if rs}
             if not by_k:
                 continue
             types = list(next(iter(by_k.values()))[0]["labels"][key]["f1_per_type"])
-            header = ["n_neighbors_mnn", "seeds", "iterations", "label transfer", "macro-F1"]
+            header = ["n_neighbors_mnn", "batch size", "hidden units", "local k", "seeds"]
+            header += ["iterations"]
+            header += ["train (s)", "label transfer"]
+            header += ["macro-F1"]
             header += ["FOSCTTM"] if dataset != "sln" else []
             lines += [
                 f"### {dataset}, `{key}`: trained (medians [min-max] of the seeds)",
@@ -242,8 +334,9 @@ def train_report(runs: list[dict]) -> str:
                 "| " + " | ".join(header + types) + " |",
                 "|" + "---|" * (len(header) + len(types)),
             ]
-            for k, rs in by_k.items():
-                row = [str(k), str(len(rs)), cell([r["iterations"] for r in rs], 0)]
+            for c, rs in by_k.items():
+                row = [*map(str, c), str(len(rs))]
+                row += [cell([r[f] for r in rs], 0) for f in ("iterations", "seconds")]
                 row += [
                     cell([r["labels"][key][m] for r in rs], 3)
                     for m in ("label_transfer", "macro_f1")
@@ -266,7 +359,7 @@ def readme_table(anchor_runs: list[dict], runs: list[dict]) -> str:
     """Per dataset and k: label transfer, macro-F1, FOSCTTM and the rarest type's F1
     ("other", a mixed bag, is not a type)."""
     lines = [
-        "| data | k | label transfer | macro-F1 | FOSCTTM | rarest type | its F1 |",
+        "| data | k (minibatch) | label transfer | macro-F1 | FOSCTTM | rarest type | its F1 |",
         "|---|---|---|---|---|---|---|",
     ]
     for dataset, key in README_KEYS.items():
@@ -276,14 +369,14 @@ def readme_table(anchor_runs: list[dict], runs: list[dict]) -> str:
         if not sizes:
             continue
         rarest = min((t for t in sizes[0] if t != "other"), key=lambda t: sizes[0][t])
-        for k in TRAIN_K:
-            rs = [r for r in runs if r["dataset"] == dataset and r["k"] == k]
+        for c in configs(runs):
+            rs = [r for r in runs if r["dataset"] == dataset and config(r) == c]
             if not rs:
                 continue
             fos = np.median([r["foscttm"] for r in rs]) if "foscttm" in rs[0] else None
             row = [
                 README_NAMES[dataset],
-                f"{k} (default)" if k == TRAIN_K[0] else str(k),
+                describe(c),
                 f"{np.median([r['labels'][key]['label_transfer'] for r in rs]):.3f}",
                 f"{np.median([r['labels'][key]['macro_f1'] for r in rs]):.3f}",
                 "–" if fos is None else f"{fos:.3f}",
@@ -302,20 +395,44 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train", action="store_true", help="train SCMODAL per k (slow)")
     parser.add_argument("--k", nargs="+", type=int, default=list(TRAIN_K), help="k to train")
+    parser.add_argument(
+        "--batch-size", type=int, help="cells per modality per minibatch (the preset's)"
+    )
+    parser.add_argument("--n-hidden", type=int, help="hidden units to train (the preset's)")
+    parser.add_argument("--local-k", type=int, help="n_neighbors_mnn_local (the preset's)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel")
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--one", nargs=3, metavar=("DATASET", "K", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one",
+        nargs=6,
+        metavar=("DATASET", "SEED", "K", "BATCH", "HIDDEN", "LOCAL_K"),
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "train").mkdir(exist_ok=True)
     if args.one:
-        dataset, k, seed = args.one[0], int(args.one[1]), int(args.one[2])
-        record = train(dataset, k, seed)
-        (OUT / "train" / f"{dataset}_k{k}_seed{seed}.json").write_text(json.dumps(record, indent=1))
-        print(f"{dataset} k={k} seed {seed}: done", flush=True)
+        dataset, seed, values = args.one[0], int(args.one[1]), map(int, args.one[2:])
+        c = Config(*values)
+        record = train(dataset, seed, c)
+        default = preset_config()
+        name = f"{dataset}_k{c.k}"
+        name += "" if c.batch_size == default.batch_size else f"_b{c.batch_size}"
+        name += "" if c.n_hidden == default.n_hidden else f"_h{c.n_hidden}"
+        name += "" if c.local_k == default.local_k else f"_l{c.local_k}"
+        (OUT / "train" / f"{name}_seed{seed}.json").write_text(json.dumps(record, indent=1))
+        print(f"{dataset} {describe(c)} seed {seed}: done", flush=True)
         return
     if args.train:
-        todo = [(d, k, s) for d in args.datasets for s in args.seeds for k in args.k]
+        default = preset_config()
+        settings = [
+            default.batch_size if args.batch_size is None else args.batch_size,
+            default.n_hidden if args.n_hidden is None else args.n_hidden,
+            default.local_k if args.local_k is None else args.local_k,
+        ]
+        todo = [
+            (d, s, *Config(k, *settings)) for d in args.datasets for s in args.seeds for k in args.k
+        ]
         launch_all(__file__, todo, args.jobs)
     elif not args.report:
         for dataset in args.datasets:

@@ -147,6 +147,25 @@ def test_mutual_nearest_pairs_matches_torch_reference():
     np.testing.assert_allclose(sim, (a_n[ia] * b_n[ib]).sum(1))
 
 
+@given(
+    n_a=st.integers(1, 40),
+    n_b=st.integers(1, 40),
+    k=st.integers(1, 12),
+    local_k=st.integers(0, 13),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=40, deadline=None)
+def test_mutual_nearest_pairs_local_k_is_the_training_rule(n_a, n_b, k, local_k, seed):
+    """The public function and the minibatch anchors select the same pairs."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(n_a, 4)), rng.normal(size=(n_b, 4))
+    ia, ib, _ = mutual_nearest_pairs(a, b, k, n_neighbors_local=local_k)
+    ta, tb = mutual_nearest_neighbors(torch.tensor(a), torch.tensor(b), k=k, local_k=local_k)
+    got = list(zip(ia.tolist(), ib.tolist(), strict=True))
+    assert len(got) == len(set(got))
+    assert set(got) == set(zip(ta.tolist(), tb.tolist(), strict=True))
+
+
 def _recall(exact: np.ndarray, approx: np.ndarray) -> float:
     k = exact.shape[1]
     return float(np.mean([len(set(e) & set(a)) / k for e, a in zip(exact, approx, strict=True)]))

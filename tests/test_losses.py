@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scmosaic.model._losses import (
     anchor_loss,
@@ -77,3 +79,56 @@ def test_mnn_from_similarity_hand_made():
     idx_a, idx_b = mutual_nearest_from_similarity(sim, k=1)
     # row maxima: 0->0, 1->0, 2->1; column maxima: 0->0, 1->2, 2->1
     assert sorted(zip(idx_a.tolist(), idx_b.tolist(), strict=True)) == [(0, 0), (2, 1)]
+
+
+def _mutual_pairs_oracle(sim, k: int, local_k: int) -> set[tuple[int, int]]:
+    """Set-based oracle of mutual_nearest_from_similarity (distinct similarities)."""
+    n_a, n_b = len(sim), len(sim[0])
+
+    def mutual(kk):
+        top_a = [set(sorted(range(n_b), key=lambda j: -sim[i][j])[:kk]) for i in range(n_a)]
+        top_b = [set(sorted(range(n_a), key=lambda i: -sim[i][j])[:kk]) for j in range(n_b)]
+        return {(i, j) for i in range(n_a) for j in range(n_b) if j in top_a[i] and i in top_b[j]}
+
+    wide = mutual(k)
+    if not 0 < local_k < k:
+        return wide
+    close = mutual(local_k)
+    covered_a, covered_b = {i for i, _ in close}, {j for _, j in close}
+    return close | {(i, j) for i, j in wide if i not in covered_a and j not in covered_b}
+
+
+def test_local_k_keeps_close_partners_only_where_a_cell_has_them():
+    from scmosaic.model._losses import mutual_nearest_from_similarity
+
+    sim = torch.tensor([[0.3, 0.7, 0.5, 1.1], [1.0, 0.9, 0.8, 0.1], [0.2, 0.0, 0.6, 0.4]])
+
+    def pairs(**kwargs):
+        idx_a, idx_b = mutual_nearest_from_similarity(sim, k=2, **kwargs)
+        return set(zip(idx_a.tolist(), idx_b.tolist(), strict=True))
+
+    assert pairs() == {(0, 1), (0, 3), (1, 0), (1, 1), (2, 2), (2, 3)}
+    # a0-b3 and a1-b0 are each other's closest cells: they keep only those pairs. a2 has no
+    # partner at k=1, so it keeps its k=2 pair with b2, but not with b3 (which has a0).
+    assert pairs(local_k=1) == {(0, 3), (1, 0), (2, 2)}
+    assert pairs(local_k=2) == pairs() == pairs(local_k=5)
+
+
+@given(
+    n_a=st.integers(1, 7),
+    n_b=st.integers(1, 7),
+    k=st.integers(1, 6),
+    local_k=st.integers(0, 7),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=150, deadline=None)
+def test_local_k_matches_the_oracle(n_a, n_b, k, local_k, seed):
+    from scmosaic.model._losses import mutual_nearest_from_similarity
+
+    generator = torch.Generator().manual_seed(seed)
+    # distinct similarities, so top-k lists have no ties
+    sim = torch.randperm(n_a * n_b, generator=generator).reshape(n_a, n_b).float()
+    idx_a, idx_b = mutual_nearest_from_similarity(sim, k, local_k)
+    got = set(zip(idx_a.tolist(), idx_b.tolist(), strict=True))
+    assert len(got) == idx_a.numel()
+    assert got == _mutual_pairs_oracle(sim.tolist(), k, local_k)

@@ -182,6 +182,7 @@ def test_reference_preset_is_published_defaults(unpaired):
         "geometric": 10,
     }
     assert module.n_neighbors_mnn == 30
+    assert module.n_neighbors_mnn_local == 0  # every mutual pair within 30, as published
     assert len(module.discriminators[0]) == 5  # Linear-ReLU-Linear-ReLU-Linear
     w = module.encoders["rna"][0].weight.detach()
     assert abs(w.std().item() - 0.1) < 0.01
@@ -354,6 +355,7 @@ def test_new_data_features_matched_by_name(unpaired, tmp_path):
         ({"n_latent": 0}, "n_latent must be an int >= 1, got 0"),
         ({"n_hidden": 2.0}, "n_hidden must be an int >= 1, got 2.0"),
         ({"n_neighbors_mnn": 0}, "n_neighbors_mnn must be an int >= 1, got 0"),
+        ({"n_neighbors_mnn_local": -1}, "n_neighbors_mnn_local must be an int >= 0, got -1"),
         ({"lambda_mnn": -1}, "lambda_mnn must be a number >= 0, got -1"),
         ({"max_geo_similarity": 1.5}, "max_geo_similarity must be a number > 0 and <= 1"),
         ({"clip": float("nan")}, "clip must be a number >= 0, got nan"),

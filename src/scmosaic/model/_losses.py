@@ -31,33 +31,52 @@ def mse(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def mutual_nearest_neighbors(
-    p_a: torch.Tensor, p_b: torch.Tensor, k: int = 30
+    p_a: torch.Tensor, p_b: torch.Tensor, k: int = 30, local_k: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact mutual nearest neighbours between two minibatches by cosine similarity.
 
     A pair ``(i, j)`` is kept when ``j`` is among the ``k`` most similar cells of ``b`` for
     cell ``i`` of ``a`` and ``i`` is among the ``k`` most similar cells of ``a`` for ``j``.
     Computed with one ``B_a x B_b`` similarity matmul and two top-k calls, on the device
-    of the inputs.
+    of the inputs. ``local_k``: see :func:`mutual_nearest_from_similarity`.
 
     Returns
     -------
     Index tensors ``(idx_a, idx_b)`` of equal length (possibly empty).
     """
-    return mutual_nearest_from_similarity(F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T, k)
+    sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
+    return mutual_nearest_from_similarity(sim, k, local_k)
 
 
 @torch.no_grad()
-def mutual_nearest_from_similarity(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mutual ``k`` nearest neighbours from a ``B_a x B_b`` similarity matrix."""
-    k_a = min(k, sim.shape[1])
-    k_b = min(k, sim.shape[0])
-    in_topk_of_a = torch.zeros_like(sim, dtype=torch.bool)
-    in_topk_of_a.scatter_(1, sim.topk(k_a, dim=1).indices, True)
-    in_topk_of_b = torch.zeros_like(sim, dtype=torch.bool)
-    in_topk_of_b.scatter_(0, sim.topk(k_b, dim=0).indices, True)
-    idx_a, idx_b = torch.nonzero(in_topk_of_a & in_topk_of_b, as_tuple=True)
+def mutual_nearest_from_similarity(
+    sim: torch.Tensor, k: int, local_k: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mutual ``k`` nearest neighbours from a ``B_a x B_b`` similarity matrix.
+
+    With ``0 < local_k < k`` each cell's anchors come from the smallest neighbourhood that
+    has any: a cell with a mutual pair within ``local_k`` keeps only those, and a pair within
+    ``k`` is kept only when neither of its cells has one. A cell of a population with a few
+    cells per minibatch then keeps its few close partners instead of also pairing with up to
+    ``k`` cells of a large neighbouring population, while cells in sparser regions still
+    find partners (``benchmarks/rare_types.py``).
+    """
+    top_a = sim.topk(min(k, sim.shape[1]), dim=1).indices  # sorted: closest first
+    top_b = sim.topk(min(k, sim.shape[0]), dim=0).indices
+    mutual = _in_top(sim, top_a, top_b)
+    if 0 < local_k < k:
+        close = _in_top(sim, top_a[:, :local_k], top_b[:local_k])
+        wide = mutual & ~close.any(dim=1, keepdim=True) & ~close.any(dim=0, keepdim=True)
+        mutual = close | wide
+    idx_a, idx_b = torch.nonzero(mutual, as_tuple=True)
     return idx_a, idx_b
+
+
+def _in_top(sim: torch.Tensor, top_a: torch.Tensor, top_b: torch.Tensor) -> torch.Tensor:
+    """Boolean ``B_a x B_b`` mask of pairs in both top lists (rows of ``a``, columns of ``b``)."""
+    in_top_of_a = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, top_a, True)
+    in_top_of_b = torch.zeros_like(sim, dtype=torch.bool).scatter_(0, top_b, True)
+    return in_top_of_a & in_top_of_b
 
 
 @torch.no_grad()
@@ -70,6 +89,7 @@ def select_anchors(
     latent_weight: float = 0.0,
     bridge: tuple[torch.Tensor, torch.Tensor] | None = None,
     bridge_weight: float = 0.0,
+    local_k: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Anchor pairs of a minibatch: mutual nearest neighbours of
     ``cos(P) + b * bridge + w * cos(z)``.
@@ -78,10 +98,10 @@ def select_anchors(
     choose anchors (the reference); with ``w > 0`` the current latent codes help; with bridge
     features ``(B_a, B_b)`` (similarity of each cell to paired landmark cells, ``_bridge.py``)
     their cosine similarity, centred and scaled to the spread of ``cos(P)`` so that ``b`` means
-    the same on any data, helps too.
+    the same on any data, helps too. ``local_k``: see :func:`mutual_nearest_from_similarity`.
     """
     if latent_weight <= 0 and (bridge is None or bridge_weight <= 0):
-        return mutual_nearest_neighbors(p_a, p_b, k)
+        return mutual_nearest_neighbors(p_a, p_b, k, local_k)
     sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
     total = sim
     if bridge is not None and bridge_weight > 0:
@@ -90,7 +110,7 @@ def select_anchors(
         total = total + bridge_weight * scale * (b_sim - b_sim.mean())
     if latent_weight > 0:
         total = total + latent_weight * (F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T)
-    return mutual_nearest_from_similarity(total, k)
+    return mutual_nearest_from_similarity(total, k, local_k)
 
 
 def anchor_loss(

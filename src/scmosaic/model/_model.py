@@ -289,6 +289,12 @@ class SCMODAL(BaseModelClass):
     n_neighbors_mnn
         ``k`` of the minibatch mutual nearest neighbours on linked features
         ({n_neighbors_mnn}).
+    n_neighbors_mnn_local
+        A smaller ``k`` tried first: a cell with a mutual nearest neighbour among its
+        ``n_neighbors_mnn_local`` closest cells of the other modality keeps only those anchors,
+        so a cell of a small population is not pulled towards a large neighbouring one; a
+        cell without one keeps its pairs within ``n_neighbors_mnn``. 0 turns this off
+        ({n_neighbors_mnn_local}).
     max_geo_similarity
         Clamp of the geometric term's per-cell similarity ({max_geo_similarity}).
     clip
@@ -353,6 +359,7 @@ class SCMODAL(BaseModelClass):
         lambda_mnn: float | None = None,
         lambda_geo: float | None = None,
         n_neighbors_mnn: int | None = None,
+        n_neighbors_mnn_local: int | None = None,
         max_geo_similarity: float | None = None,
         clip: float | None = None,
         init_std: float | None = None,
@@ -385,6 +392,7 @@ class SCMODAL(BaseModelClass):
             lambda_mnn=lambda_mnn,
             lambda_geo=lambda_geo,
             n_neighbors_mnn=n_neighbors_mnn,
+            n_neighbors_mnn_local=n_neighbors_mnn_local,
             max_geo_similarity=max_geo_similarity,
             clip=clip,
             init_std=init_std,

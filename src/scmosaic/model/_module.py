@@ -78,6 +78,9 @@ class SCMODALModule(BaseModuleClass):
         Weights of the adversarial, reconstruction, latent-cycle, anchor and geometric terms.
     n_neighbors_mnn
         ``k`` of the mutual nearest neighbours on linked features within a minibatch.
+    n_neighbors_mnn_local
+        A cell with a mutual nearest neighbour within this smaller ``k`` keeps only those
+        anchors (0: every cell keeps its pairs within ``n_neighbors_mnn``).
     max_geo_similarity
         Clamp of the per-cell kernel similarity in the geometric term.
     clip
@@ -106,6 +109,7 @@ class SCMODALModule(BaseModuleClass):
         lambda_mnn: float,
         lambda_geo: float,
         n_neighbors_mnn: int,
+        n_neighbors_mnn_local: int,
         max_geo_similarity: float,
         clip: float,
         init_std: float,
@@ -136,6 +140,7 @@ class SCMODALModule(BaseModuleClass):
             m: list(batches) for m, batches in (modality_batches or {}).items() if len(batches) > 1
         }
         self.n_neighbors_mnn = n_neighbors_mnn
+        self.n_neighbors_mnn_local = n_neighbors_mnn_local
         self.max_geo_similarity = max_geo_similarity
         self.latent_anchor_weight = latent_anchor_weight
         self.bridge_anchor_weight = bridge_anchor_weight
@@ -393,6 +398,7 @@ class SCMODALModule(BaseModuleClass):
                 self.latent_anchor_weight,
                 bridge,
                 self.bridge_anchor_weight,
+                self.n_neighbors_mnn_local,
             )
             n_pairs += idx_a.numel()
             anchor = anchor + anchor_loss(z[a], z[b], idx_a, idx_b)

@@ -74,6 +74,9 @@ class ModulePreset:
     lambda_mnn: float = _setting(1.0, WEIGHT)
     lambda_geo: float = _setting(10.0, WEIGHT)
     n_neighbors_mnn: int = _setting(30, COUNT)
+    # A cell with a mutual neighbour among its n_neighbors_mnn_local closest cells keeps only
+    # those anchors (0: off, as in the reference); see _losses.mutual_nearest_from_similarity.
+    n_neighbors_mnn_local: int = _setting(0, Range(0, integer=True))
     max_geo_similarity: float = _setting(0.975, Range(0, 1, low_open=True))
     clip: float = _setting(10.0, WEIGHT)  # 0: no clipping
     init_std: float = _setting(0.1, WEIGHT)  # 0: PyTorch's default initialisation
@@ -115,8 +118,12 @@ PRESETS: dict[PresetName, Preset] = {
     # stronger anchors chosen with the latent codes, PyTorch's default initialisation, no
     # weight decay, a lower learning rate and one discriminator step per iteration raise
     # label transfer and lower FOSCTTM, and quality peaks near 1,000 iterations there.
+    # Anchors within 5 neighbours where a cell has them: rare types keep their own partners
+    # (Hao, PBMC 10k, SLN; benchmarks/rare_types.py).
     "default": Preset(
-        ModulePreset(lambda_mnn=10.0, init_std=0.0, latent_anchor_weight=0.5),
+        ModulePreset(
+            lambda_mnn=10.0, init_std=0.0, latent_anchor_weight=0.5, n_neighbors_mnn_local=5
+        ),
         TrainPreset(max_steps="auto", n_critic=1, lr=3e-4, weight_decay=0.0, early_stopping=True),
     ),
 }

@@ -38,6 +38,7 @@ def mutual_nearest_pairs(
     n_neighbors: int,
     knn_method: KnnMethod = "auto",
     seed: int = 0,
+    n_neighbors_local: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mutual nearest neighbours of two cell sets by cosine similarity.
 
@@ -45,6 +46,10 @@ def mutual_nearest_pairs(
     cells of ``b`` to cell ``i`` of ``a``, and ``i`` among the ``n_neighbors`` most similar
     cells of ``a`` to ``j``. Two kNN queries on L2-normalised rows, so no ``n_a x n_b``
     matrix is formed: memory O((n_a + n_b) n_neighbors).
+
+    With ``0 < n_neighbors_local < n_neighbors``, the rule SCMODAL's anchors follow
+    (``n_neighbors_mnn_local``): a cell with a mutual pair within ``n_neighbors_local`` keeps
+    only those, and a pair within ``n_neighbors`` is kept when neither cell has one.
 
     Parameters
     ----------
@@ -59,6 +64,8 @@ def mutual_nearest_pairs(
         inverted-file index) or ``"auto"`` (exact up to 50,000 cells in the searched set).
     seed
         Seed of the approximate search.
+    n_neighbors_local
+        ``k`` tried first (0: off).
 
     Returns
     -------
@@ -77,9 +84,21 @@ def mutual_nearest_pairs(
     (array([0, 1, 2]), array([2, 1, 0]))
     """
     a, b = unit_rows(x_a), unit_rows(x_b)
-    knn_ab = knn_connectivity(knn_indices(b, a, n_neighbors, knn_method, seed), b.shape[0])
-    knn_ba = knn_connectivity(knn_indices(a, b, n_neighbors, knn_method, seed), a.shape[0])
-    mutual = sparse.coo_matrix(knn_ab.multiply(knn_ba.T))
+    nn_ab = knn_indices(b, a, n_neighbors, knn_method, seed)  # nearest first
+    nn_ba = knn_indices(a, b, n_neighbors, knn_method, seed)
+
+    def mutual_within(k: int) -> sparse.csr_matrix:
+        knn_ab = knn_connectivity(nn_ab[:, :k], b.shape[0])
+        return knn_ab.multiply(knn_connectivity(nn_ba[:, :k], a.shape[0]).T).tocsr()
+
+    mutual = mutual_within(n_neighbors)
+    if 0 < n_neighbors_local < n_neighbors:
+        close = mutual_within(n_neighbors_local)
+        free_a = sparse.diags((close.getnnz(axis=1) == 0).astype(float))
+        free_b = sparse.diags((close.getnnz(axis=0) == 0).astype(float))
+        mutual = close + free_a @ mutual @ free_b
+    mutual = sparse.coo_matrix(mutual)
+    mutual.eliminate_zeros()
     order = np.lexsort((mutual.col, mutual.row))
     idx_a = mutual.row[order].astype(np.intp)
     idx_b = mutual.col[order].astype(np.intp)
