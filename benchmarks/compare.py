@@ -67,7 +67,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -712,7 +711,7 @@ def launch(run: tuple[str, str, str, int], out: Path, accelerator: str) -> str:
     """Run one (dataset, variant, method, seed) in a fresh single-threaded process."""
     env = os.environ | THREAD_ENV
     name = "{}_{}_{}_seed{}".format(*run)
-    python = peer_python("scconfluence") if run[2] == "scconfluence" else sys.executable
+    python = peer_python(run[2])  # a peer with its own environment runs there
     cmd = [python, __file__, "--out", str(out), "--accelerator", accelerator, "--one"]
     done = subprocess.run(cmd + [str(x) for x in run], env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -74,6 +74,7 @@ def run_one(dataset: str, seed: int) -> dict:
         "train_seconds": run.train_seconds,
         "seconds": run.seconds,
         "trajectory": trajectory,
+        "n_neighbors_mnn_local": run.model.module.n_neighbors_mnn_local,
         "device": f"CPU ({platform.machine()}), 1 thread",
         **score(run.processed, dataset, variant, run.latent["rna"], run.latent["adt"]),
     }
@@ -147,16 +148,30 @@ def _verdicts(dataset: str, early: list[dict], full: dict, maxfuse: list[dict]) 
             for m, sign in METRICS.items()
         )
         share = med["train_seconds"] / ref["train_seconds"]
+        iterations = _median([r["iterations"] for r in early]) / _median(
+            [r["iteration"] for r in full.values()]
+        )
+        # Per-iteration time tells whether both sets ran on equally fast machines.
+        pace = [
+            1e3 * _median([r["train_seconds"] / r[key] for r in rs])
+            for rs, key in ((early, "iterations"), (list(full.values()), "iteration"))
+        ]
         out.append(
             f"- {dataset}: early stopping {'is' if within else 'is not'} within {TOLERANCE} of "
             f"the full rule's label transfer and FOSCTTM (or better) in {100 * share:.0f}% of "
             f"its training time ({'meets' if within and share <= 0.5 else 'misses'} the "
-            "target: within 0.01 in at most 50%)."
+            f"target: within 0.01 in at most 50%) and {100 * iterations:.0f}% of its "
+            f"iterations ({pace[0]:.0f} ms against {pace[1]:.0f} ms per iteration)."
         )
         # The check must not change training: the full run's checkpoint at the stopping
-        # iteration has the early-stopped model's scores.
+        # iteration has the early-stopped model's scores (when both had the same settings;
+        # full runs recorded before local anchors had none).
         same = []
         for r in early:
+            if r.get("n_neighbors_mnn_local", 0) != full.get(r["seed"], {}).get(
+                "n_neighbors_mnn_local", 0
+            ):
+                continue
             traj = full.get(r["seed"], {}).get("trajectory", [])
             hit = next((t for t in traj if t["iteration"] == r["iterations"]), None)
             if hit is not None:
