@@ -72,9 +72,10 @@ def test_pairs_align_the_paired_cells():
             latent["rna"][paired.to_numpy()],
             latent["adt"][mdata["adt"].obs_names.get_indexer(names)],
         )
-    # Measured: 0.144 with pairs, 0.440 without (cells of one type share no other signal).
+    # Measured: 0.149 with pairs, 0.288 without (cells of one type share no other signal;
+    # 0.144 and 0.440 before local anchors, which align the unpaired cells better).
     assert scores[True] < 0.25, scores
-    assert scores[True] < 0.5 * scores[False], scores
+    assert scores[True] < 0.6 * scores[False], scores
 
 
 def test_three_modalities_in_any_presence_pattern():
