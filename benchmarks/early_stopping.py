@@ -34,7 +34,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
-from _common import launch_all, run_workflow
+from _common import launch_all, run_workflow, update_readme
 from _data import workflow_options
 from compare import cell
 
@@ -224,6 +224,7 @@ def main() -> None:
         launch_all(__file__, todo, args.jobs)
     text = report()
     (RESULTS / "early_stopping.md").write_text(text)
+    update_readme("early_stopping", text.split("\n\n")[0])
     print(text)
 
 
