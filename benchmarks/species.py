@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _common import launch_all, run_workflow
+from _common import launch_all, run_workflow, update_readme
 from _data import workflow_options
 from compare import cell
 
@@ -128,6 +128,7 @@ def main() -> None:
         launch_all(__file__, todo, args.jobs)
     text = report()
     (RESULTS / "species.md").write_text(text)
+    update_readme("species", text.split("\n\n")[0])
     print(text)
 
 
