@@ -64,9 +64,8 @@ def bare_iterations(module, batches, n: int, plan_settings: dict, step_fn=None) 
     """Seconds per iteration of the training plan's step written as a plain loop."""
     module = copy.deepcopy(module).train()
     adam = dict(lr=plan_settings["lr"], weight_decay=plan_settings["weight_decay"])
-    opt_g = torch.optim.Adam(module.generator_parameters(), **adam)
-    opt_d = torch.optim.Adam(module.discriminator_parameters(), **adam)
-    disc = module.discriminator_parameters()
+    gen, disc = module.generator_parameters(), module.discriminator_parameters()
+    opt_g, opt_d = torch.optim.Adam(gen, **adam), torch.optim.Adam(disc, **adam)
 
     def step(batch):
         inference = module.inference(x=batch.x, batch=batch.batch)
@@ -82,9 +81,7 @@ def bare_iterations(module, batches, n: int, plan_settings: dict, step_fn=None) 
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         if plan_settings["gradient_clip_norm"]:
-            torch.nn.utils.clip_grad_norm_(
-                module.generator_parameters(), plan_settings["gradient_clip_norm"]
-            )
+            torch.nn.utils.clip_grad_norm_(gen, plan_settings["gradient_clip_norm"])
         opt_g.step()
         for p in disc:
             p.requires_grad_(True)
