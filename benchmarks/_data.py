@@ -30,6 +30,8 @@ SHARED = Path(
     os.environ.get("SCMOSAIC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 LABELS = {"hao": "celltype", "pbmc10k": "label_main_rna", "sln": "coarse_type"}
+# Finer labels, scored besides LABELS where a dataset has them (Hao's 8 types are its finest).
+FINE_LABELS = {"pbmc10k": "label_fine_rna", "sln": "fine_type"}
 PAIRED = {"hao": True, "pbmc10k": True, "sln": False}
 MOUSE_TABLE = SHARED / "adt_gene_maps" / "totalvi_mouse_TotalSeq_ADT111_barcodes_RNA_20190717.csv"
 # Both replicates were annotated separately: map their labels to one coarse set.
@@ -42,6 +44,22 @@ SLN_COARSE = {
     + ["Unknown_DC"],
     "pDC": ["pDCs"],
 }
+# The fine types both replicates annotate (names differ only for DCs, "DCs" in one and
+# "DCs_11"/"DCs_12" in the other). RNA's "Neutrophil" joins the myeloid label because the
+# ADT replicate's myeloid label names neutrophils. Labels of one replicate only (dying cells,
+# generic "Bcells", erythrocytes, CD122+ T cells, unknown DCs) and doublets stay unscored.
+SLN_FINE = {
+    "Mature B": ["Mature_Bcells"],
+    "MZ and mature B": ["MZ_and_Mature_Bcells"],
+    "Transitional B": ["Transitional_Bcells"],
+    "CD4 T": ["CD4_Tcells"],
+    "Treg": ["Treg"],
+    "CD8 T": ["CD8_Tcells"],
+    "NK": ["NKcells"],
+    "Myeloid": ["Monocytes_Macrophages_Neutrophils_DCs", "Neutrophil"],
+    "DC": ["DCs", "DCs_11", "DCs_12"],
+    "pDC": ["pDCs"],
+}
 
 
 def load_sln() -> mudata.MuData:
@@ -52,9 +70,10 @@ def load_sln() -> mudata.MuData:
     adt = ad.read_h5ad(folder / "sln111_d1_adt.h5ad")
     # "ADT_CD115(CSF-1R)_A0105" -> "CD115(CSF-1R)"
     adt.var_names = [name.split("_", 1)[1].rsplit("_", 1)[0] for name in adt.var_names]
-    coarse = {fine: c for c, fines in SLN_COARSE.items() for fine in fines}
-    for adata in (rna, adt):
-        adata.obs["coarse_type"] = adata.obs["cell_type"].astype(str).map(coarse)
+    for column, groups in (("coarse_type", SLN_COARSE), ("fine_type", SLN_FINE)):
+        common = {label: name for name, labels in groups.items() for label in labels}
+        for adata in (rna, adt):
+            adata.obs[column] = adata.obs["cell_type"].astype(str).map(common)
     return mudata.MuData({"rna": rna, "adt": adt})
 
 
