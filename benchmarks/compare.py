@@ -8,6 +8,7 @@ per-seed spread) and a figure::
     python benchmarks/compare.py                      # everything (hours on 2 cores)
     python benchmarks/compare.py --datasets hao --seeds 0 1 2
     python benchmarks/compare.py --summarize          # table + figure from the JSON files
+    python benchmarks/compare.py --rescore            # new metrics on cached embeddings
 
 Datasets (see ``_data.py``): ``hao`` and ``pbmc10k`` (paired CITE-seq with the pairing
 hidden, EVALUATION protocol) and ``sln`` (truly unpaired, label transfer only).
@@ -78,6 +79,9 @@ from _common import THREAD_ENV, peer_python, update_readme, with_table_and_cca
 from _data import FINE_LABELS, LABELS, PAIRED, load, workflow_options
 
 RESULTS = Path(__file__).parent / "results"
+# Each run's embeddings, beside the JSON folder (not committed), so that --rescore scores
+# them again without training.
+EMBEDDINGS = "compare_embeddings"
 DATASETS = ["hao", "pbmc10k", "sln"]
 METHODS = ["scmodal_table", "scmodal_table_cca", "maxfuse", "scconfluence", "totalvi"]
 
@@ -446,7 +450,9 @@ def device_name(accelerator: str) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, 1 thread per run)"
 
 
-def run_one(dataset: str, variant: str, method: str, seed: int, accelerator: str) -> dict:
+def run_one(
+    dataset: str, variant: str, method: str, seed: int, accelerator: str, cache: Path
+) -> dict:
     import mudata
     import scvi
     import torch
@@ -465,6 +471,10 @@ def run_one(dataset: str, variant: str, method: str, seed: int, accelerator: str
     else:
         result = run_totalvi(dataset, seed, accelerator)
     mdata, emb_rna, emb_adt, seconds, info = result
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        cache / f"{dataset}_{variant}_{method}_seed{seed}.npz", rna=emb_rna, adt=emb_adt
+    )
     row = {
         "dataset": dataset,
         "variant": variant,
@@ -479,6 +489,33 @@ def run_one(dataset: str, variant: str, method: str, seed: int, accelerator: str
     }
     row |= score(mdata, dataset, variant, emb_rna, emb_adt)
     return row
+
+
+def rescore(folder: Path, cache: Path) -> list[str]:
+    """Score every run whose embeddings are cached again (current ``score``), in its JSON.
+
+    Wall time, memory and the run's settings are kept; only the metrics are replaced.
+    """
+    import mudata
+
+    mudata.set_options(pull_on_update=False)
+    done = []
+    for path in sorted(folder.glob("*.json")):
+        row = json.loads(path.read_text())
+        cached = cache / f"{path.stem}.npz"
+        if not cached.exists():
+            continue
+        emb = np.load(cached)
+        mdata = unpaired_data(row["dataset"], row["variant"], int(row["seed"]))
+        if (emb["rna"].shape[0], emb["adt"].shape[0]) != (
+            mdata["rna"].n_obs,
+            mdata["adt"].n_obs,
+        ):
+            raise ValueError(f"{cached}: embeddings do not match the cells of {path.stem}")
+        row |= score(mdata, row["dataset"], row["variant"], emb["rna"], emb["adt"])
+        path.write_text(json.dumps(row, indent=2))
+        done.append(path.stem)
+    return done
 
 
 # ---------------------------------------------------------------------------- summary
@@ -679,6 +716,11 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON exists")
     parser.add_argument("--summarize", action="store_true", help="only write table + figure")
     parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help=f"score the runs with embeddings in OUT/{EMBEDDINGS} again",
+    )
+    parser.add_argument(
         "--one", nargs=4, metavar=("DATASET", "VARIANT", "METHOD", "SEED"), help=argparse.SUPPRESS
     )
     parser.add_argument(
@@ -693,13 +735,15 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
         dataset, variant, method, seed = args.one
-        row = run_one(dataset, variant, method, int(seed), args.accelerator)
+        row = run_one(dataset, variant, method, int(seed), args.accelerator, out / EMBEDDINGS)
         (folder / f"{dataset}_{variant}_{method}_seed{seed}.json").write_text(
             json.dumps(row, indent=2)
         )
         print(json.dumps(row), flush=True)
         return
-    if not args.summarize:
+    if args.rescore:
+        print(f"rescored {len(rescore(folder, out / EMBEDDINGS))} runs", flush=True)
+    elif not args.summarize:
         todo = [
             (dataset, variant, method, seed)
             for seed in args.seeds
