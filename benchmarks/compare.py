@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import resource
@@ -84,6 +85,11 @@ RESULTS = Path(__file__).parent / "results"
 EMBEDDINGS = "compare_embeddings"
 DATASETS = ["hao", "pbmc10k", "sln"]
 METHODS = ["scmodal_table", "scmodal_table_cca", "maxfuse", "scconfluence", "totalvi"]
+
+
+def run_name(dataset: str, variant: str, method: str, seed: int | str) -> str:
+    """File stem of one run (its JSON and its cached embeddings)."""
+    return f"{dataset}_{variant}_{method}_seed{seed}"
 
 
 def variants(dataset: str, method: str) -> list[str]:
@@ -473,7 +479,7 @@ def run_one(
     mdata, emb_rna, emb_adt, seconds, info = result
     cache.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        cache / f"{dataset}_{variant}_{method}_seed{seed}.npz", rna=emb_rna, adt=emb_adt
+        cache / f"{run_name(dataset, variant, method, seed)}.npz", rna=emb_rna, adt=emb_adt
     )
     row = {
         "dataset": dataset,
@@ -499,18 +505,18 @@ def rescore(folder: Path, cache: Path) -> list[str]:
     import mudata
 
     mudata.set_options(pull_on_update=False)
+    # the methods of one (dataset, variant, seed) share its data: load it once
+    data = functools.lru_cache(maxsize=1)(unpaired_data)
+    runs = [(path, json.loads(path.read_text())) for path in folder.glob("*.json")]
+    runs.sort(key=lambda run: (run[1]["dataset"], run[1]["variant"], run[1]["seed"]))
     done = []
-    for path in sorted(folder.glob("*.json")):
-        row = json.loads(path.read_text())
+    for path, row in runs:
         cached = cache / f"{path.stem}.npz"
         if not cached.exists():
             continue
         emb = np.load(cached)
-        mdata = unpaired_data(row["dataset"], row["variant"], int(row["seed"]))
-        if (emb["rna"].shape[0], emb["adt"].shape[0]) != (
-            mdata["rna"].n_obs,
-            mdata["adt"].n_obs,
-        ):
+        mdata = data(row["dataset"], row["variant"], int(row["seed"]))
+        if [len(emb[m]) for m in ("rna", "adt")] != [mdata[m].n_obs for m in ("rna", "adt")]:
             raise ValueError(f"{cached}: embeddings do not match the cells of {path.stem}")
         row |= score(mdata, row["dataset"], row["variant"], emb["rna"], emb["adt"])
         path.write_text(json.dumps(row, indent=2))
@@ -736,9 +742,7 @@ def main() -> None:
     if args.one:
         dataset, variant, method, seed = args.one
         row = run_one(dataset, variant, method, int(seed), args.accelerator, out / EMBEDDINGS)
-        (folder / f"{dataset}_{variant}_{method}_seed{seed}.json").write_text(
-            json.dumps(row, indent=2)
-        )
+        (folder / f"{run_name(*args.one)}.json").write_text(json.dumps(row, indent=2))
         print(json.dumps(row), flush=True)
         return
     if args.rescore:
@@ -753,9 +757,7 @@ def main() -> None:
             if not args.variants or variant in args.variants
         ]
         todo = [
-            run
-            for run in todo
-            if args.rerun or not (folder / "{}_{}_{}_seed{}.json".format(*run)).exists()
+            run for run in todo if args.rerun or not (folder / f"{run_name(*run)}.json").exists()
         ]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for line in pool.map(lambda run: launch(run, out, args.accelerator), todo):
@@ -766,7 +768,7 @@ def main() -> None:
 def launch(run: tuple[str, str, str, int], out: Path, accelerator: str) -> str:
     """Run one (dataset, variant, method, seed) in a fresh single-threaded process."""
     env = os.environ | THREAD_ENV
-    name = "{}_{}_{}_seed{}".format(*run)
+    name = run_name(*run)
     python = peer_python(run[2])  # a peer with its own environment runs there
     cmd = [python, __file__, "--out", str(out), "--accelerator", accelerator, "--one"]
     done = subprocess.run(cmd + [str(x) for x in run], env=env, capture_output=True, text=True)
