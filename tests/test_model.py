@@ -247,12 +247,14 @@ def test_model_saved_by_version_0_1_loads_with_unchanged_latents():
 
 def test_same_training_as_version_0_1():
     """The refactored training path takes the same steps: same seed and settings (0.1 had no
-    local anchors), bit-identical latents."""
+    local anchors), the same latents up to float rounding (0.1's Adam was not fused; the
+    fused kernel rounds differently, ~1e-7 after 20 iterations; any change of the
+    algorithm moves the codes by orders of magnitude more)."""
     expected = np.load(Path(__file__).parent / "data" / "model_v0_1" / "latent.npz")
     model = _trained(make_unpaired(), steps=20, seed=0, n_neighbors_mnn_local=0)
     latent = model.get_latent_representation()
     for m in ("rna", "adt"):
-        np.testing.assert_array_equal(latent[m], expected[m])
+        np.testing.assert_allclose(latent[m], expected[m], rtol=0, atol=1e-5)
 
 
 def test_train_arguments_validated_and_given_once(unpaired):

@@ -8,6 +8,23 @@ from scvi.train import TrainingPlan
 from ._layout import MosaicBatch
 from ._module import SCMODALModule
 
+# Devices with a fused Adam kernel in every torch version scmosaic supports.
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def adam(params, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
+    """Adam (L2 penalty added to the gradient, as in the reference), fused where it can be.
+
+    The fused kernel updates every tensor in one pass instead of about ten operations per
+    tensor: 6% of a CPU iteration on the Hao subset, more of a GPU one. Same update rule;
+    results differ from the unfused loop only by float rounding.
+    """
+    params = list(params)
+    fused = bool(params) and all(p.device.type in FUSED_ADAM_DEVICES for p in params)
+    return torch.optim.Adam(
+        params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None
+    )
+
 
 class SCMODALTrainingPlan(TrainingPlan):
     """One iteration = ``n_critic`` discriminator steps, then one encoder/decoder step.
@@ -45,16 +62,15 @@ class SCMODALTrainingPlan(TrainingPlan):
         self.betas = tuple(betas)
         # Lightning's global_step counts optimiser steps (1 + n_critic per iteration).
         self.n_iterations = 0
+        # Loss terms of the current logging epoch: names, cell-weighted sums, cells.
+        self._epoch_keys: list[str] = []
+        self._epoch_sums: torch.Tensor | None = None
+        self._epoch_cells = 0
 
     def configure_optimizers(self):
-        def adam(params):
-            return torch.optim.Adam(
-                params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
-            )
-
         return [
-            adam(self.module.generator_parameters()),
-            adam(self.module.discriminator_parameters()),
+            adam(self.module.generator_parameters(), self.lr, self.betas, self.weight_decay),
+            adam(self.module.discriminator_parameters(), self.lr, self.betas, self.weight_decay),
         ]
 
     def training_step(self, batch: MosaicBatch, batch_idx: int):
@@ -87,23 +103,42 @@ class SCMODALTrainingPlan(TrainingPlan):
         self._log_iteration(out, loss_d)
 
     def _log_iteration(self, out, loss_d) -> None:
-        n_obs = out.n_obs_minibatch
-        log = {"loss_total": out.loss.detach(), **out.extra_metrics}
+        """Add this iteration's loss terms, weighted by its cells, to the epoch's sums.
+
+        Lightning's ``log`` costs ~1 ms of host time per key and step (a tenth of a CPU
+        iteration on the Hao subset, and most of a GPU one), so the terms are summed on the
+        device as one vector and logged once per epoch (:meth:`on_train_epoch_end`): the
+        same cell-weighted epoch means ``model.history`` had when every step was logged.
+        """
+        metrics = {"loss_total": out.loss.detach(), **out.extra_metrics}
         if loss_d is not None:
-            log["loss_discriminator"] = loss_d.detach()
+            metrics["loss_discriminator"] = loss_d.detach()
+        values = torch.stack([v.to(out.loss.device, torch.float32) for v in metrics.values()])
+        weighted = values * float(out.n_obs_minibatch)
+        if self._epoch_keys != list(metrics):
+            if self._epoch_keys:
+                raise RuntimeError(
+                    f"Loss terms changed within an epoch: {self._epoch_keys} -> {list(metrics)}."
+                )
+            self._epoch_keys = list(metrics)
+            self._epoch_sums = weighted
+        else:
+            self._epoch_sums = self._epoch_sums + weighted
+        self._epoch_cells += out.n_obs_minibatch
+
+    def on_train_epoch_end(self) -> None:
+        if not self._epoch_keys:
+            return
+        means = (self._epoch_sums / self._epoch_cells).detach()
+        log = dict(zip(self._epoch_keys, means, strict=True))
         # Under distributed training, epoch means are averaged over processes.
         sync = self.trainer.world_size > 1
-        self.log_dict(
-            log, on_step=False, on_epoch=True, batch_size=n_obs, prog_bar=False, sync_dist=sync
-        )
+        self.log_dict(log, on_step=False, on_epoch=True, prog_bar=False, sync_dist=sync)
+        # scvi-tools' name of the epoch loss (its per-step train_loss_step is not kept).
         self.log(
-            "train_loss",
-            out.loss.detach(),
-            on_epoch=True,
-            batch_size=n_obs,
-            prog_bar=True,
-            sync_dist=sync,
+            "train_loss_epoch", log["loss_total"], on_epoch=True, prog_bar=True, sync_dist=sync
         )
+        self._epoch_keys, self._epoch_sums, self._epoch_cells = [], None, 0
 
     def validation_step(self, batch, batch_idx):  # no validation split for unpaired data
         return None
@@ -166,9 +201,7 @@ class QueryTrainingPlan(SCMODALTrainingPlan):
         return drawn
 
     def configure_optimizers(self):
-        return torch.optim.Adam(
-            self.module.query_parameters(), lr=self.lr, betas=self.betas, weight_decay=0.0
-        )
+        return adam(self.module.query_parameters(), self.lr, self.betas, weight_decay=0.0)
 
     def training_step(self, batch: MosaicBatch, batch_idx: int):
         optimizer = self.optimizers()
