@@ -38,6 +38,7 @@ def test_counts_iterations_and_logs_every_term(unpaired):
         "loss_geometric",
         "loss_total",
         "n_anchor_pairs",
+        "train_loss_epoch",
     ]:
         assert key in model.history, key
     assert len(model.history["loss_total"]) == 3  # 12 iterations, 5 per epoch
