@@ -6,9 +6,12 @@ method and seed found there; no training) and scores, on the 10 fine SLN types
 
 * within modality: leave-one-out 1-NN accuracy among the modality's own cells, in the
   method's codes and, as the ceiling the encoders start from, in 30 principal components
-  of the input (RNA: log-normalised, 2,000 HVGs, scaled; ADT: CLR, scaled);
+  of the input SCMODAL sees (:func:`scmosaic.pp.preprocess`, then z-scored);
 * across modalities: 1-NN label transfer RNA -> ADT and ADT -> RNA (the two halves of
   ``compare.py``'s label-transfer mean).
+
+Cells without a fine label are left out as references and as queries, as in
+:func:`scmosaic.metrics.label_transfer_accuracy`.
 
 Usage: python benchmarks/fine_label_directions.py
 Writes ``results/fine_label_directions.{json,md}``.
@@ -23,17 +26,19 @@ import numpy as np
 from compare import EMBEDDINGS, RESULTS, unpaired_data
 from sklearn.neighbors import NearestNeighbors
 
+from scmosaic.pp import preprocess
+from scmosaic.tl import knn_transfer
+
 B_STATES = ["Mature B", "MZ and mature B", "Transitional B"]
 OUT = Path(__file__).parent / "results" / "fine_label_directions"
 N_PCS = 30
 
 
 def _accuracy(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    scored = truth != "nan"
-    b_cells = np.isin(truth, B_STATES)
+    correct = pred == truth
     return {
-        "all": float((pred == truth)[scored].mean()),
-        "b_states": float((pred == truth)[b_cells].mean()),
+        "all": float(correct.mean()),
+        "b_states": float(correct[np.isin(truth, B_STATES)].mean()),
     }
 
 
@@ -45,45 +50,41 @@ def within(codes: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def across(codes: np.ndarray, labels: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray):
     """1-NN label transfer from the reference cells to the query cells."""
-    nearest = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(codes)[1][:, 0]
-    return _accuracy(ref_labels[nearest], labels)
+    return _accuracy(knn_transfer(ref, ref_labels, codes, k=1)[0], labels)
 
 
 def input_pcs(mdata) -> dict[str, np.ndarray]:
+    """30 principal components of each modality's preprocessed, z-scored input."""
     import scanpy as sc
 
-    rna = mdata["rna"].copy()
-    sc.pp.normalize_total(rna)
-    sc.pp.log1p(rna)
-    sc.pp.highly_variable_genes(rna, n_top_genes=2000, subset=True)
-    sc.pp.scale(rna, max_value=10)
-    adt = mdata["adt"].copy()
-    x = np.log1p(adt.X.toarray() if hasattr(adt.X, "toarray") else np.asarray(adt.X))
-    adt.X = x - x.mean(axis=1, keepdims=True)  # CLR
-    sc.pp.scale(adt)
-    return {m: sc.pp.pca(a.X, n_comps=N_PCS) for m, a in (("rna", rna), ("adt", adt))}
+    processed = preprocess(mdata)
+    pcs = {}
+    for m in ("rna", "adt"):
+        x = processed[m].X
+        x = sc.pp.scale(x.toarray() if hasattr(x, "toarray") else x, max_value=10)
+        pcs[m] = sc.pp.pca(x, n_comps=N_PCS)
+    return pcs
 
 
 def main() -> None:
     mdata = unpaired_data("sln", "unpaired", 0)  # SLN has no seed-dependent split
     labels = {m: mdata[m].obs["fine_type"].astype(str).to_numpy() for m in ("rna", "adt")}
-    rows = []
-    pcs = input_pcs(mdata)
-    rows.append(
-        {"method": "input PCs", "seed": None}
-        | {f"within_{m}": within(pcs[m], labels[m]) for m in ("rna", "adt")}
-    )
+    scored = {m: labels[m] != "nan" for m in labels}
+    labels = {m: labels[m][scored[m]] for m in labels}
+
+    def row(method: str, seed: int | None, codes) -> dict:
+        codes = {m: codes[m][scored[m]] for m in ("rna", "adt")}
+        out = {"method": method, "seed": seed}
+        out |= {f"within_{m}": within(codes[m], labels[m]) for m in ("rna", "adt")}
+        if seed is not None:  # a method's joint codes
+            out["rna_to_adt"] = across(codes["adt"], labels["adt"], codes["rna"], labels["rna"])
+            out["adt_to_rna"] = across(codes["rna"], labels["rna"], codes["adt"], labels["adt"])
+        return out
+
+    rows = [row("input PCs", None, input_pcs(mdata))]
     for path in sorted((RESULTS / EMBEDDINGS).glob("sln_unpaired_*_seed*.npz")):
         method, seed = path.stem.removeprefix("sln_unpaired_").rsplit("_seed", 1)
-        codes = np.load(path)
-        rows.append(
-            {"method": method, "seed": int(seed)}
-            | {f"within_{m}": within(codes[m], labels[m]) for m in ("rna", "adt")}
-            | {
-                "rna_to_adt": across(codes["adt"], labels["adt"], codes["rna"], labels["rna"]),
-                "adt_to_rna": across(codes["rna"], labels["rna"], codes["adt"], labels["adt"]),
-            }
-        )
+        rows.append(row(method, int(seed), np.load(path)))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     OUT.with_suffix(".md").write_text(table(rows))
