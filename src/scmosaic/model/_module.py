@@ -349,7 +349,8 @@ class SCMODALModule(BaseModuleClass):
         # Summed in the order of self.lambdas (adversarial first), as the reference does.
         total = sum(self.lambdas[name] * terms[name] for name in self.lambdas if name in terms)
         metrics = {f"loss_{name}": value.detach() for name, value in terms.items()}
-        metrics["n_anchor_pairs"] = torch.tensor(float(n_anchor_pairs))
+        # on the loss terms' device, so the plan sums all metrics there as one vector
+        metrics["n_anchor_pairs"] = terms["reconstruction"].new_tensor(float(n_anchor_pairs))
         return LossOutput(
             loss=total,
             reconstruction_loss=terms["reconstruction"].detach(),

@@ -114,23 +114,17 @@ class SCMODALTrainingPlan(TrainingPlan):
         metrics = {"loss_total": out.loss.detach(), **out.extra_metrics}
         if loss_d is not None:
             metrics["loss_discriminator"] = loss_d.detach()
-        values = torch.stack([v.to(out.loss.device, torch.float32) for v in metrics.values()])
-        weighted = values * float(out.n_obs_minibatch)
-        if self._epoch_keys != list(metrics):
-            if self._epoch_keys:
-                raise RuntimeError(
-                    f"Loss terms changed within an epoch: {self._epoch_keys} -> {list(metrics)}."
-                )
-            self._epoch_keys = list(metrics)
-            self._epoch_sums = weighted
+        weighted = torch.stack(list(metrics.values())) * float(out.n_obs_minibatch)
+        if self._epoch_sums is None:  # the epoch's first iteration
+            self._epoch_keys, self._epoch_sums = list(metrics), weighted
         else:
             self._epoch_sums = self._epoch_sums + weighted
         self._epoch_cells += out.n_obs_minibatch
 
     def on_train_epoch_end(self) -> None:
-        if not self._epoch_keys:
+        if self._epoch_sums is None:
             return
-        means = (self._epoch_sums / self._epoch_cells).detach()
+        means = self._epoch_sums / self._epoch_cells
         log = dict(zip(self._epoch_keys, means, strict=True))
         # Under distributed training, epoch means are averaged over processes.
         sync = self.trainer.world_size > 1
