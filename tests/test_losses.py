@@ -8,7 +8,9 @@ from scmosaic.model._losses import (
     discriminator_loss,
     gaussian_kernel,
     geometric_loss,
+    linked_similarity,
     mutual_nearest_neighbors,
+    select_anchors,
 )
 
 
@@ -30,6 +32,36 @@ def test_mnn_matches_brute_force():
     knn_b = {(i, j) for j in range(30) for i in cos[:, j].argsort(descending=True)[:k].tolist()}
     idx_a, idx_b = mutual_nearest_neighbors(p_a, p_b, k)
     assert set(zip(idx_a.tolist(), idx_b.tolist(), strict=True)) == knn_a & knn_b
+
+
+def test_euclidean_similarity_ranks_by_distance_on_the_cosine_scale():
+    g = torch.Generator().manual_seed(0)
+    p_a, p_b = torch.randn(30, 6, generator=g), torch.randn(20, 6, generator=g)
+    euclidean = linked_similarity(p_a, p_b, "euclidean")
+    torch.testing.assert_close(euclidean, 1 - torch.cdist(p_a, p_b).pow(2) / 12, atol=1e-5, rtol=0)
+    # rows of norm sqrt(d): the same values as the cosine
+    u_a = torch.nn.functional.normalize(p_a, dim=1) * 6**0.5
+    u_b = torch.nn.functional.normalize(p_b, dim=1) * 6**0.5
+    torch.testing.assert_close(
+        linked_similarity(u_a, u_b, "euclidean"), linked_similarity(u_a, u_b), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="Unknown anchor similarity 'manhattan'"):
+        linked_similarity(p_a, p_b, "manhattan")
+
+
+def test_euclidean_anchors_tell_apart_what_the_cosine_cannot():
+    """Two cells of b with the same direction but different strength of their linked
+    features: the cosine pairs both with each cell of a, the Euclidean similarity pairs each
+    with the cell of a of its own strength."""
+    p_a = torch.tensor([[1.0, 1.0], [3.0, 3.0]])
+    p_b = torch.tensor([[3.1, 2.9], [0.9, 1.1]])
+    z = torch.zeros(2, 2)
+    pairs = {}
+    for kind in ("cosine", "euclidean"):
+        idx_a, idx_b = select_anchors(p_a, p_b, z, z, 1, similarity=kind)
+        pairs[kind] = sorted(zip(idx_a.tolist(), idx_b.tolist(), strict=True))
+    assert pairs["euclidean"] == [(0, 1), (1, 0)]
+    assert pairs["cosine"] != pairs["euclidean"]
 
 
 def test_anchor_loss_empty_is_zero_not_nan():

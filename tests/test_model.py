@@ -184,6 +184,7 @@ def test_reference_preset_is_published_defaults(unpaired):
     }
     assert module.n_neighbors_mnn == 30
     assert module.n_neighbors_mnn_local == 0  # every mutual pair within 30, as published
+    assert module.anchor_similarity == "cosine"
     assert len(module.discriminators[0]) == 5  # Linear-ReLU-Linear-ReLU-Linear
     w = module.encoders["rna"][0].weight.detach()
     assert abs(w.std().item() - 0.1) < 0.01
@@ -365,6 +366,10 @@ def test_new_data_features_matched_by_name(unpaired, tmp_path):
         ({"max_geo_similarity": 1.5}, "max_geo_similarity must be a number > 0 and <= 1"),
         ({"clip": float("nan")}, "clip must be a number >= 0, got nan"),
         ({"init_std": True}, "init_std must be a number >= 0, got True"),
+        (
+            {"anchor_similarity": "manhattan"},
+            "anchor_similarity must be one of 'cosine', 'euclidean', got 'manhattan'",
+        ),
     ],
 )
 def test_model_settings_validated_with_accepted_range(unpaired, setting, words):

@@ -14,3 +14,6 @@ Kind = Literal["rna", "adt", "atac"]
 
 PresetName = Literal["default", "reference"]
 """Names of the model presets; their values are :data:`scmosaic.model.PRESETS`."""
+
+AnchorSimilarity = Literal["cosine", "euclidean"]
+"""How linked features are compared when minibatch anchors are chosen (``SCMODAL``)."""

@@ -79,6 +79,26 @@ def _in_top(sim: torch.Tensor, top_a: torch.Tensor, top_b: torch.Tensor) -> torc
     return in_top_of_a & in_top_of_b
 
 
+def linked_similarity(p_a: torch.Tensor, p_b: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """``B_a x B_b`` similarity of linked features by which minibatch anchors are chosen.
+
+    ``"cosine"`` (the reference): cosine similarity. ``"euclidean"``:
+    ``1 - ||p_a - p_b||^2 / (2 d)`` for ``d`` linked features, which ranks pairs by Euclidean
+    distance on the cosine's scale (for z-scored features, whose squared norm is about
+    ``d``, the two agree when both norms are ``sqrt(d)``), so weights added to it keep their
+    meaning. Unlike the cosine it also compares how strongly each cell expresses its linked
+    features, not only their proportions.
+    """
+    if kind == "cosine":
+        return F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
+    if kind == "euclidean":
+        sq_dist = (
+            p_a.pow(2).sum(1)[:, None] + p_b.pow(2).sum(1)[None, :] - 2.0 * (p_a @ p_b.T)
+        ).clamp_min(0.0)
+        return 1.0 - sq_dist / (2.0 * p_a.shape[1])
+    raise ValueError(f"Unknown anchor similarity {kind!r}; choose 'cosine' or 'euclidean'.")
+
+
 @torch.no_grad()
 def select_anchors(
     p_a: torch.Tensor,
@@ -90,19 +110,19 @@ def select_anchors(
     bridge: tuple[torch.Tensor, torch.Tensor] | None = None,
     bridge_weight: float = 0.0,
     local_k: int = 0,
+    similarity: str = "cosine",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Anchor pairs of a minibatch: mutual nearest neighbours of
-    ``cos(P) + b * bridge + w * cos(z)``.
+    ``s(P) + b * bridge + w * cos(z)``.
 
-    With ``latent_weight`` 0 and no ``bridge`` only the linked features ``p_a``, ``p_b``
-    choose anchors (the reference); with ``w > 0`` the current latent codes help; with bridge
+    ``s(P)`` compares the linked features ``p_a``, ``p_b`` (:func:`linked_similarity` of kind
+    ``similarity``). With ``latent_weight`` 0 and no ``bridge`` only they choose anchors (the
+    reference, with the cosine); with ``w > 0`` the current latent codes help; with bridge
     features ``(B_a, B_b)`` (similarity of each cell to paired landmark cells, ``_bridge.py``)
-    their cosine similarity, centred and scaled to the spread of ``cos(P)`` so that ``b`` means
+    their cosine similarity, centred and scaled to the spread of ``s(P)`` so that ``b`` means
     the same on any data, helps too. ``local_k``: see :func:`mutual_nearest_from_similarity`.
     """
-    if latent_weight <= 0 and (bridge is None or bridge_weight <= 0):
-        return mutual_nearest_neighbors(p_a, p_b, k, local_k)
-    sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
+    sim = linked_similarity(p_a, p_b, similarity)
     total = sim
     if bridge is not None and bridge_weight > 0:
         b_sim = F.normalize(bridge[0], dim=1) @ F.normalize(bridge[1], dim=1).T

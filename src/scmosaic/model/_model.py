@@ -21,7 +21,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from .._checks import check_positive_int, get_modality
-from .._choices import PresetName
+from .._choices import AnchorSimilarity, PresetName
 from .._keys import (
     JOINT_LATENT_OBSM_KEY,
     LATENT_OBSM_KEY,
@@ -307,6 +307,12 @@ class SCMODAL(BaseModelClass):
         Anchors are mutual nearest neighbours of ``cos(P_a, P_b) + w * cos(z_a, z_b)``:
         with ``w > 0`` the current latent codes (all features) help choose anchors; 0 uses
         linked features only ({latent_anchor_weight}).
+    anchor_similarity
+        How the linked features ``P`` are compared when anchors are chosen: ``"cosine"``
+        (the reference) or ``"euclidean"``, ``1 - ||P_a - P_b||^2 / (2 d)`` for ``d`` linked
+        features, on the cosine's scale (``cos`` in the formula above is then this), which
+        also tells cells apart by how strongly they express their linked features
+        ({anchor_similarity}).
     lambda_batch
         Weight of the batch term: with ``setup_mudata(batch_key=...)``, encoders and decoders
         read each cell's batch and, in each modality with two batches or more, a batch
@@ -364,6 +370,7 @@ class SCMODAL(BaseModelClass):
         clip: float | None = None,
         init_std: float | None = None,
         latent_anchor_weight: float | None = None,
+        anchor_similarity: AnchorSimilarity | None = None,
         lambda_batch: float | None = None,
         lambda_pair: float | None = None,
         bridge_anchor_weight: float | None = None,
@@ -397,6 +404,7 @@ class SCMODAL(BaseModelClass):
             clip=clip,
             init_std=init_std,
             latent_anchor_weight=latent_anchor_weight,
+            anchor_similarity=anchor_similarity,
             lambda_batch=lambda_batch,
             lambda_pair=lambda_pair,
             bridge_anchor_weight=bridge_anchor_weight,

@@ -90,6 +90,9 @@ class SCMODALModule(BaseModuleClass):
         default initialisation).
     latent_anchor_weight
         Weight ``w`` of the latent similarity when choosing anchors (0: linked features only).
+    anchor_similarity
+        How linked features are compared when choosing anchors: ``"cosine"`` or
+        ``"euclidean"`` (``_losses.linked_similarity``).
     bridge_anchor_weight
         Weight of the bridge features' similarity when choosing anchors of a link with paired
         cells (``_bridge.py``; used when the minibatch carries them).
@@ -114,6 +117,7 @@ class SCMODALModule(BaseModuleClass):
         clip: float,
         init_std: float,
         latent_anchor_weight: float,
+        anchor_similarity: str,
         bridge_anchor_weight: float,
         lambda_batch: float,
         lambda_pair: float,
@@ -143,6 +147,7 @@ class SCMODALModule(BaseModuleClass):
         self.n_neighbors_mnn_local = n_neighbors_mnn_local
         self.max_geo_similarity = max_geo_similarity
         self.latent_anchor_weight = latent_anchor_weight
+        self.anchor_similarity = anchor_similarity
         self.bridge_anchor_weight = bridge_anchor_weight
 
         n_features = {m: len(mean) for m, (mean, _) in feature_statistics.items()}
@@ -400,6 +405,7 @@ class SCMODALModule(BaseModuleClass):
                 bridge,
                 self.bridge_anchor_weight,
                 self.n_neighbors_mnn_local,
+                self.anchor_similarity,
             )
             n_pairs += idx_a.numel()
             anchor = anchor + anchor_loss(z[a], z[b], idx_a, idx_b)

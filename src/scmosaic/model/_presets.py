@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._choices import PresetName
+from .._choices import AnchorSimilarity, PresetName
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,21 @@ class Flag:
             raise ValueError(f"{name} must be {self.describe()}, got {value!r}.")
 
 
-def _setting(default, accepted: Range | Flag):
+@dataclass(frozen=True)
+class Choice:
+    """Accepted values of a setting named by a string: one of ``options``."""
+
+    options: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(o) for o in self.options)
+
+    def check(self, name: str, value) -> None:
+        if value not in self.options:
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}.")
+
+
+def _setting(default, accepted: Range | Flag | Choice):
     return field(default=default, metadata={"accepted": accepted})
 
 
@@ -81,6 +95,8 @@ class ModulePreset:
     clip: float = _setting(10.0, WEIGHT)  # 0: no clipping
     init_std: float = _setting(0.1, WEIGHT)  # 0: PyTorch's default initialisation
     latent_anchor_weight: float = _setting(0.0, WEIGHT)
+    # How linked features are compared when anchors are chosen (_losses.linked_similarity).
+    anchor_similarity: AnchorSimilarity = _setting("cosine", Choice(("cosine", "euclidean")))
     # scmosaic's mosaic terms (not in the reference, which has neither batches nor pairs):
     # they are 0 unless setup_mudata has a batch_key / the MuData has paired cells.
     # 0.3: the most batch mixing and label transfer kept; 1 and 0 mixed less and transferred
