@@ -8,7 +8,9 @@ method and seed found there; no training) and scores, on the 10 fine SLN types
   method's codes and, as the ceiling the encoders start from, in 30 principal components
   of the input SCMODAL sees (:func:`scmosaic.pp.preprocess`, then z-scored);
 * across modalities: 1-NN label transfer RNA -> ADT and ADT -> RNA (the two halves of
-  ``compare.py``'s label-transfer mean).
+  ``compare.py``'s label-transfer mean), in each method's codes and, as what the protein ->
+  gene links alone carry across, in the linked features ``compare.py``'s SCMODAL run starts
+  from (:func:`scmosaic.workflow.link` with the dataset's table: z-scored, smoothed).
 
 Cells without a fine label are left out as references and as queries, as in
 :func:`scmosaic.metrics.label_transfer_accuracy`.
@@ -23,9 +25,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _data import workflow_options
 from compare import EMBEDDINGS, RESULTS, unpaired_data
 from sklearn.neighbors import NearestNeighbors
 
+from scmosaic import workflow
 from scmosaic.pp import preprocess
 from scmosaic.tl import knn_transfer
 
@@ -66,6 +70,13 @@ def input_pcs(mdata) -> dict[str, np.ndarray]:
     return pcs
 
 
+def linked_features(mdata) -> dict[str, np.ndarray]:
+    """The linked features of the table links, one row per cell, in both modalities."""
+    mdata = mdata.copy()
+    keys = workflow.link(mdata, workflow_options("sln")).info["obsm_keys"]
+    return {m: np.asarray(mdata[m].obsm[keys[m]], dtype=np.float64) for m in ("rna", "adt")}
+
+
 def main() -> None:
     mdata = unpaired_data("sln", "unpaired", 0)  # SLN has no seed-dependent split
     labels = {m: mdata[m].obs["fine_type"].astype(str).to_numpy() for m in ("rna", "adt")}
@@ -76,12 +87,13 @@ def main() -> None:
         codes = {m: codes[m][scored[m]] for m in ("rna", "adt")}
         out = {"method": method, "seed": seed}
         out |= {f"within_{m}": within(codes[m], labels[m]) for m in ("rna", "adt")}
-        if seed is not None:  # a method's joint codes
+        if seed is not None or method == "linked features":  # features of both modalities
             out["rna_to_adt"] = across(codes["adt"], labels["adt"], codes["rna"], labels["rna"])
             out["adt_to_rna"] = across(codes["rna"], labels["rna"], codes["adt"], labels["adt"])
         return out
 
     rows = [row("input PCs", None, input_pcs(mdata))]
+    rows.append(row("linked features", None, linked_features(mdata)))
     for path in sorted((RESULTS / EMBEDDINGS).glob("sln_unpaired_*_seed*.npz")):
         method, seed = path.stem.removeprefix("sln_unpaired_").rsplit("_seed", 1)
         rows.append(row(method, int(seed), np.load(path)))
