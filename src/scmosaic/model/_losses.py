@@ -7,8 +7,12 @@ reused outside the training plan. Shapes: ``B`` cells per minibatch, ``d`` featu
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
+
+from .._choices import AnchorSimilarity
 
 LOGIT_CLAMP = 50.0
 
@@ -79,7 +83,9 @@ def _in_top(sim: torch.Tensor, top_a: torch.Tensor, top_b: torch.Tensor) -> torc
     return in_top_of_a & in_top_of_b
 
 
-def linked_similarity(p_a: torch.Tensor, p_b: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+def linked_similarity(
+    p_a: torch.Tensor, p_b: torch.Tensor, kind: AnchorSimilarity = "cosine"
+) -> torch.Tensor:
     """``B_a x B_b`` similarity of linked features by which minibatch anchors are chosen.
 
     ``"cosine"`` (the reference): cosine similarity. ``"euclidean"``:
@@ -96,7 +102,8 @@ def linked_similarity(p_a: torch.Tensor, p_b: torch.Tensor, kind: str = "cosine"
             p_a.pow(2).sum(1)[:, None] + p_b.pow(2).sum(1)[None, :] - 2.0 * (p_a @ p_b.T)
         ).clamp_min(0.0)
         return 1.0 - sq_dist / (2.0 * p_a.shape[1])
-    raise ValueError(f"Unknown anchor similarity {kind!r}; choose 'cosine' or 'euclidean'.")
+    choices = " or ".join(repr(c) for c in get_args(AnchorSimilarity))
+    raise ValueError(f"Unknown anchor similarity {kind!r}; choose {choices}.")
 
 
 @torch.no_grad()
@@ -110,7 +117,7 @@ def select_anchors(
     bridge: tuple[torch.Tensor, torch.Tensor] | None = None,
     bridge_weight: float = 0.0,
     local_k: int = 0,
-    similarity: str = "cosine",
+    similarity: AnchorSimilarity = "cosine",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Anchor pairs of a minibatch: mutual nearest neighbours of
     ``s(P) + b * bridge + w * cos(z)``.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -96,7 +96,7 @@ class ModulePreset:
     init_std: float = _setting(0.1, WEIGHT)  # 0: PyTorch's default initialisation
     latent_anchor_weight: float = _setting(0.0, WEIGHT)
     # How linked features are compared when anchors are chosen (_losses.linked_similarity).
-    anchor_similarity: AnchorSimilarity = _setting("cosine", Choice(("cosine", "euclidean")))
+    anchor_similarity: AnchorSimilarity = _setting("cosine", Choice(get_args(AnchorSimilarity)))
     # scmosaic's mosaic terms (not in the reference, which has neither batches nor pairs):
     # they are 0 unless setup_mudata has a batch_key / the MuData has paired cells.
     # 0.3: the most batch mixing and label transfer kept; 1 and 0 mixed less and transferred
