@@ -48,8 +48,7 @@ def mutual_nearest_neighbors(
     -------
     Index tensors ``(idx_a, idx_b)`` of equal length (possibly empty).
     """
-    sim = F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
-    return mutual_nearest_from_similarity(sim, k, local_k)
+    return mutual_nearest_from_similarity(linked_similarity(p_a, p_b), k, local_k)
 
 
 @torch.no_grad()
@@ -83,6 +82,12 @@ def _in_top(sim: torch.Tensor, top_a: torch.Tensor, top_b: torch.Tensor) -> torc
     return in_top_of_a & in_top_of_b
 
 
+def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||x_i - y_j||^2`` for all row pairs in the matmul form: memory ``O(B_x B_y + B d)``,
+    never ``B_x x B_y x d`` (rounding below 0 clamped)."""
+    return (x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2.0 * (x @ y.T)).clamp_min(0.0)
+
+
 def linked_similarity(
     p_a: torch.Tensor, p_b: torch.Tensor, kind: AnchorSimilarity = "cosine"
 ) -> torch.Tensor:
@@ -98,10 +103,7 @@ def linked_similarity(
     if kind == "cosine":
         return F.normalize(p_a, dim=1) @ F.normalize(p_b, dim=1).T
     if kind == "euclidean":
-        sq_dist = (
-            p_a.pow(2).sum(1)[:, None] + p_b.pow(2).sum(1)[None, :] - 2.0 * (p_a @ p_b.T)
-        ).clamp_min(0.0)
-        return 1.0 - sq_dist / (2.0 * p_a.shape[1])
+        return 1.0 - squared_distances(p_a, p_b) / (2.0 * p_a.shape[1])
     choices = " or ".join(repr(c) for c in get_args(AnchorSimilarity))
     raise ValueError(f"Unknown anchor similarity {kind!r}; choose {choices}.")
 
@@ -155,11 +157,9 @@ def anchor_loss(
 def gaussian_kernel(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """``exp(-||x_i - x_j||^2 / (2 * bandwidth))`` from a ``B x B`` distance matrix.
 
-    Uses the matmul form of the squared distance: memory ``O(B^2 + B d)``, never ``B x B x d``.
+    Squared distances by :func:`squared_distances` (the matmul form).
     """
-    sq_norm = x.pow(2).sum(1)
-    sq_dist = (sq_norm[:, None] + sq_norm[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
-    return torch.exp(-sq_dist / (2.0 * bandwidth))
+    return torch.exp(-squared_distances(x, x) / (2.0 * bandwidth))
 
 
 def geometric_loss(
