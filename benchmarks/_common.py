@@ -101,20 +101,23 @@ class WorkflowRun:
     train_seconds: float
 
 
-def run_workflow(mdata, options, seed: int) -> WorkflowRun:
+def run_workflow(mdata, options, seed: int, **model_kwargs) -> WorkflowRun:
     """Link, preprocess, train (``options``) and embed ``mdata`` as the README does.
 
     Timed from linking to the latent codes, as ``compare.py`` times ``scmodal_table``.
+    ``model_kwargs``: settings of :class:`scmosaic.SCMODAL` that differ from the preset's.
     """
     import scvi
 
-    from scmosaic import workflow
+    from scmosaic import SCMODAL, workflow
 
     start = time.perf_counter()
     linked = workflow.link(mdata, options)
     processed = workflow.preprocess(mdata, options)
     scvi.settings.seed = seed
     model = workflow.build_model(processed, linked, options)
+    if model_kwargs:  # the data are registered; the same model with other settings
+        model = SCMODAL(processed, preset=options.preset, seed=options.seed, **model_kwargs)
     train_seconds = workflow.fit(model, options)
     latent = model.get_latent_representation()
     seconds = time.perf_counter() - start

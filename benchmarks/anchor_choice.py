@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import launch_all
+from _common import launch_all, run_workflow
 from _data import workflow_options
 from compare import cell
 
@@ -57,37 +56,26 @@ def run_one(dataset: str, similarity: str, weight: float, seed: int) -> dict:
     import torch
     from compare import score, unpaired_data
 
-    from scmosaic import SCMODAL, workflow
-
     mudata.set_options(pull_on_update=False)
     scvi.settings.num_threads = 1
     torch.set_num_threads(1)
     variant = VARIANT[dataset]
-    options = workflow_options(dataset, seed=seed)
-    mdata = unpaired_data(dataset, variant, seed)
-    start = time.perf_counter()
-    linked = workflow.link(mdata, options)
-    processed = workflow.preprocess(mdata, options)
-    scvi.settings.seed = seed
-    workflow.build_model(processed, linked, options)  # registers the data with the link
-    model = SCMODAL(
-        processed,
-        preset=options.preset,
-        seed=seed,
+    run = run_workflow(
+        unpaired_data(dataset, variant, seed),
+        workflow_options(dataset, seed=seed),
+        seed,
         anchor_similarity=similarity,
         latent_anchor_weight=weight,
     )
-    workflow.fit(model, options)
-    latent = model.get_latent_representation()
     return {
         "dataset": dataset,
         "variant": variant,
         "anchor_similarity": similarity,
         "latent_anchor_weight": weight,
         "seed": seed,
-        "iterations": model.n_iterations_trained_,
-        "seconds": time.perf_counter() - start,
-        **score(processed, dataset, variant, latent["rna"], latent["adt"]),
+        "iterations": run.model.n_iterations_trained_,
+        "seconds": run.seconds,
+        **score(run.processed, dataset, variant, run.latent["rna"], run.latent["adt"]),
     }
 
 
