@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scmosaic import SCMODAL
 from scmosaic.model._convergence import ConvergenceRule, neighbor_agreement
-from scmosaic.model._presets import EARLY_STOPPING
+from scmosaic.model._presets import EARLY_STOPPING, check_interval
 
 LINKS = [("rna", "adt", "linked", "linked")]
 SMALL = {"n_hidden": 32, "n_hidden_discriminator": 32, "n_latent": 4}
@@ -59,16 +59,29 @@ def test_rule_stops_at_the_first_check_without_progress_after_the_minimum():
     assert [it for it, _ in rule.trajectory] == list(agreements)
 
 
-def test_default_stops_early_and_records_why(caplog):
-    mdata = make_unpaired()
+def test_checks_are_closer_on_small_data():
+    # 100 iterations of 500 cells: 62 passes over the 800-cell Hao subset, 7 over PBMC 10k
+    assert check_interval(800, 500) == EARLY_STOPPING.every_small_data == 50
+    assert check_interval(6_855, 500) == EARLY_STOPPING.every == 100
+    # the threshold is in passes: 20 passes of 100 iterations is 2,500 cells at batch 500
+    assert check_interval(2_500, 500) == 100 and check_interval(2_499, 500) == 50
+    assert check_interval(800, 100) == 100
+
+
+@pytest.mark.parametrize("batch_size", [32, 16])
+def test_default_stops_early_and_records_why(caplog, batch_size):
+    mdata = make_unpaired()  # 90 cells: 100 iterations of 32 cells are 36 passes, of 16 18
     model = _model(mdata)
     with caplog.at_level(logging.INFO, logger="scmosaic"):
-        model.train(**TRAIN)  # max_steps "auto": 1,000 iterations at most here
+        model.train(**(TRAIN | {"batch_size": batch_size}))  # "auto": 1,000 iterations at most
     n = model.n_iterations_trained_
     assert EARLY_STOPPING.min_iterations <= n < 1000
+    every = {32: EARLY_STOPPING.every_small_data, 16: EARLY_STOPPING.every}[batch_size]
     checks = model.history["convergence_check_iteration"].iloc[:, 0].to_numpy()
     agreement = model.history["neighbor_agreement"].iloc[:, 0].to_numpy()
-    np.testing.assert_array_equal(checks, np.arange(1, len(checks) + 1) * EARLY_STOPPING.every)
+    # one logging epoch per check unless iterations_per_epoch is given
+    assert len(model.history["loss_total"]) == len(checks)
+    np.testing.assert_array_equal(checks, np.arange(1, len(checks) + 1) * every)
     # the first check has nothing to agree with
     assert checks[-1] == n and np.isnan(agreement[0]) and (agreement[1:] > 0.2).all()
     assert agreement[-1] <= np.nanmax(agreement[:-1]) * (1 + EARLY_STOPPING.min_relative_gain)
@@ -108,8 +121,10 @@ def test_bad_early_stopping_value_names_the_setting():
 
 def test_checks_need_epochs_that_divide_the_check_interval():
     model = _model(make_unpaired())
-    with pytest.raises(ValueError, match="iterations_per_epoch must divide 100, got 30"):
+    with pytest.raises(ValueError, match="iterations_per_epoch must divide 50, got 30"):
         model.train(early_stopping=True, iterations_per_epoch=30, **TRAIN)
+    with pytest.raises(ValueError, match="iterations_per_epoch must divide 100, got 30"):
+        model.train(early_stopping=True, iterations_per_epoch=30, **(TRAIN | {"batch_size": 16}))
 
 
 def test_query_models_train_a_fixed_length():

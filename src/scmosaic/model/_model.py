@@ -40,9 +40,11 @@ from ._layout import DataLayout, Link, bridge_key
 from ._module import SCMODALModule
 from ._presets import (
     EARLY_STOPPING,
+    ITERATIONS_PER_EPOCH,
     QUERY_LR,
     QUERY_MAX_STEPS,
     SKETCH_SIZE,
+    check_interval,
     default_max_steps,
     document_presets,
     get_preset,
@@ -757,7 +759,7 @@ class SCMODAL(BaseModelClass):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         seed: int | None = None,
-        iterations_per_epoch: int = 100,
+        iterations_per_epoch: int | None = None,
         data_on_device: bool | None = None,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
@@ -795,8 +797,9 @@ class SCMODAL(BaseModelClass):
         early_stopping
             Stop once the latent space has converged ({early_stopping}; ``None``: the
             preset's value unless ``max_steps`` is an int, which keeps meaning a fixed
-            length). Every {early_stopping_every} iterations (``iterations_per_epoch`` must
-            divide it), each cell of a fixed subsample (at most
+            length). Every {early_stopping_every} iterations ({early_stopping_every_small_data} where
+            {early_stopping_every} iterations pass over the largest modality more than
+            {early_stopping_small_data_passes} times; ``iterations_per_epoch`` must divide it), each cell of a fixed subsample (at most
             {early_stopping_subsample} per modality, drawn with ``seed``) gets its {early_stopping_n_neighbors}
             nearest neighbours in the linked modality; training stops after at least
             {early_stopping_min_iterations} iterations once the mean Jaccard agreement of
@@ -816,7 +819,8 @@ class SCMODAL(BaseModelClass):
             Seed of the minibatch sampling (default: the model's ``seed``).
         iterations_per_epoch
             Iterations per logging epoch: ``model.history`` holds one row (the mean) per
-            epoch for every loss term and the anchor pair count.
+            epoch for every loss term and the anchor pair count. ``None``: the interval of
+            the early-stopping checks when they are on, else {iterations_per_epoch}.
         data_on_device
             Hold the registered data as tensors on the training device and gather each
             minibatch there. ``None``: on a GPU when the data take at most half of its free
@@ -897,8 +901,10 @@ class SCMODAL(BaseModelClass):
                 self.module, **{k: settings[k] for k in _PLAN_SETTINGS}, **plan_settings
             )
             steps_per_iteration = 1 + settings["n_critic"]
+        every = check_interval(self._n_cells_largest(), settings["batch_size"])
+        if iterations_per_epoch is None:
+            iterations_per_epoch = every if stop_early else ITERATIONS_PER_EPOCH
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
-        every = EARLY_STOPPING.every
         if stop_early and n_iter > every and every % iterations_per_epoch:
             raise ValueError(
                 f"Early stopping checks every {every} iterations, at the end of a logging "
@@ -926,7 +932,7 @@ class SCMODAL(BaseModelClass):
         if stop_early:
             trainer_kwargs["callbacks"] = [
                 *(trainer_kwargs.get("callbacks") or []),
-                self._convergence_stopping(seed),
+                self._convergence_stopping(seed, every),
             ]
         deterministic = _trains_on_cpu(accelerator) if deterministic is None else deterministic
         # Inference leaves the module in eval mode; Lightning would warn about it.
@@ -953,14 +959,15 @@ class SCMODAL(BaseModelClass):
         if not self.reference_architecture:
             self.latent_sketch_ = self._latent_sketch()
 
-    def _convergence_stopping(self, seed: int) -> ConvergenceStopping:
-        """The early-stopping callback, on a fixed subsample of each modality's cells."""
+    def _convergence_stopping(self, seed: int, every: int) -> ConvergenceStopping:
+        """The early-stopping callback, checking every ``every`` iterations on a fixed
+        subsample of each modality's cells."""
         inputs = {}
         for m, rows in self._subsample_rows(EARLY_STOPPING.subsample, seed).items():
             _, chunks = self._registered_rows(None, m, len(rows), rows)
             inputs[m] = next(chunks)
         rule = ConvergenceRule(
-            every=EARLY_STOPPING.every,
+            every=every,
             min_relative_gain=EARLY_STOPPING.min_relative_gain,
             patience=EARLY_STOPPING.patience,
             min_iterations=EARLY_STOPPING.min_iterations,
@@ -1004,9 +1011,11 @@ class SCMODAL(BaseModelClass):
     def _n_iterations(self, max_steps: int | str, batch_size: int) -> int:
         """Iterations to train: ``max_steps``, or the data-size rule for ``"auto"``."""
         if max_steps == "auto":
-            largest = max(self.adata.mod[m].n_obs for m in self.modalities)
-            return default_max_steps(largest, batch_size)
+            return default_max_steps(self._n_cells_largest(), batch_size)
         return int(max_steps)
+
+    def _n_cells_largest(self) -> int:
+        return max(self.adata.mod[m].n_obs for m in self.modalities)
 
     # --------------------------------------------------------------- outputs
     def _trained_features(self, modality: str) -> list[str]:

@@ -163,6 +163,13 @@ class EarlyStopping:
     """
 
     every: int = 100  # iterations between checks
+    # Small data: checks this far apart once ``every`` iterations would pass over the largest
+    # modality more than ``small_data_passes`` times (fewer than 2,500 cells at batch size
+    # 500). There the agreement keeps climbing after quality has levelled off: on the
+    # 800-cell Hao subset (62 passes per 100 iterations) checks every 100 iterations stop at
+    # 600-700 with the same label transfer and FOSCTTM as checks every 50 at 300-350.
+    every_small_data: int = 50
+    small_data_passes: int = 20
     # progress: the agreement exceeds its best by this fraction (relative, so the same rule
     # fits data whose agreement levels off at 0.45 or 0.7)
     min_relative_gain: float = 0.1
@@ -173,6 +180,15 @@ class EarlyStopping:
 
 
 EARLY_STOPPING = EarlyStopping()
+# Iterations per logging epoch of train() when neither the user nor early stopping sets it.
+ITERATIONS_PER_EPOCH = 100
+
+
+def check_interval(n_cells_largest: int, batch_size: int) -> int:
+    """Iterations between early-stopping checks (see :class:`EarlyStopping`)."""
+    rule = EARLY_STOPPING
+    passes = rule.every * batch_size / n_cells_largest
+    return rule.every_small_data if passes > rule.small_data_passes else rule.every
 
 
 def default_max_steps(n_cells_largest: int, batch_size: int) -> int:
@@ -233,7 +249,11 @@ def document_presets(obj):
         for part, cls in (("module", ModulePreset), ("train", TrainPreset))
         for f in fields(cls)
     }
-    placeholders |= {"query_max_steps": f"{QUERY_MAX_STEPS:,}", "query_lr": f"{QUERY_LR:g}"}
+    placeholders |= {
+        "query_max_steps": f"{QUERY_MAX_STEPS:,}",
+        "query_lr": f"{QUERY_LR:g}",
+        "iterations_per_epoch": f"{ITERATIONS_PER_EPOCH:,}",
+    }
     placeholders |= {
         f"early_stopping_{f.name}": f"{getattr(EARLY_STOPPING, f.name):,}"
         for f in fields(EarlyStopping)
