@@ -960,8 +960,7 @@ class SCMODAL(BaseModelClass):
             self.latent_sketch_ = self._latent_sketch()
 
     def _convergence_stopping(self, seed: int, every: int) -> ConvergenceStopping:
-        """The early-stopping callback, checking every ``every`` iterations on a fixed
-        subsample of each modality's cells."""
+        """The early-stopping callback: checks every ``every`` iterations on a fixed subsample."""
         inputs = {}
         for m, rows in self._subsample_rows(EARLY_STOPPING.subsample, seed).items():
             _, chunks = self._registered_rows(None, m, len(rows), rows)
