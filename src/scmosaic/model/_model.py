@@ -797,11 +797,12 @@ class SCMODAL(BaseModelClass):
         early_stopping
             Stop once the latent space has converged ({early_stopping}; ``None``: the
             preset's value unless ``max_steps`` is an int, which keeps meaning a fixed
-            length). Every {early_stopping_every} iterations ({early_stopping_every_small_data} where
-            {early_stopping_every} iterations pass over the largest modality more than
-            {early_stopping_small_data_passes} times; ``iterations_per_epoch`` must divide it), each cell of a fixed subsample (at most
-            {early_stopping_subsample} per modality, drawn with ``seed``) gets its {early_stopping_n_neighbors}
-            nearest neighbours in the linked modality; training stops after at least
+            length). Every {early_stopping_every} iterations
+            ({early_stopping_every_small_data} where {early_stopping_every} iterations pass over
+            the largest modality more than {early_stopping_small_data_passes} times;
+            ``iterations_per_epoch`` must divide it), each cell of a fixed subsample (at most
+            {early_stopping_subsample} per modality, drawn with ``seed``) gets its
+            {early_stopping_n_neighbors} nearest neighbours in the linked modality; training stops after at least
             {early_stopping_min_iterations} iterations once the mean Jaccard agreement of
             these sets with the previous check's rises less than a fraction
             {early_stopping_min_relative_gain} above its best. Labels and pairing are not used. The
