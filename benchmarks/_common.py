@@ -3,7 +3,6 @@
 * ``THREAD_ENV``: environment that pins BLAS/OpenMP/numba to one thread (subprocesses).
 * ``rss_gb``, ``maxrss_gb``, ``reset_peak``: resident and peak memory of this process.
 * ``IterationTimer``: Lightning callback with the wall time of every training iteration.
-* ``with_table_and_cca``: table links and CCA scores as the columns of one link.
 * ``run_workflow``: the README workflow on a MuData, timed end to end and training alone.
 * ``launch_one``, ``launch_all``: runs of a script, each in a fresh single-threaded process;
   ``peer_python``: the interpreter of a peer's own virtual environment.
@@ -21,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -76,17 +74,6 @@ class IterationTimer(Callback):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - self._start)
-
-
-def with_table_and_cca(mdata, linked: Linked, key: str = "linked_and_cca") -> Linked:
-    """The table links and the CCA scores of a ``links="cca", cca_init="links"`` run
-    concatenated column-wise into ``.obsm[key]`` of both modalities, as one link."""
-    prior_keys, cca_keys = linked.info["prior"]["obsm_keys"], linked.info["obsm_keys"]
-    for m in linked.modalities:
-        obsm = mdata[m].obsm
-        obsm[key] = pd.concat([obsm[prior_keys[m]], obsm[cca_keys[m]]], axis=1)
-    info = dict(linked.info, obsm_keys=dict.fromkeys(linked.modalities, key))
-    return dataclasses.replace(linked, spec=(*linked.modalities, key, key), info=info)
 
 
 @dataclasses.dataclass

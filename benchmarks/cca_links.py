@@ -28,7 +28,6 @@ from pathlib import Path
 
 import mudata
 import numpy as np
-from _common import with_table_and_cca
 from _data import LABELS, PAIRED, load, workflow_options
 
 import scmosaic
@@ -61,7 +60,7 @@ def config_options(dataset: str, config: str, table: dict[str, str], **settings)
         "d_cca_from_labels": dataclasses.replace(
             full, links="cca", cca_init="labels", labels_key=LABELS[dataset]
         ),
-        "e_table_plus_cca": dataclasses.replace(full, links="cca", cca_init="links"),
+        "e_table_plus_cca": dataclasses.replace(full, links="table+cca"),
     }[config]
 
 
@@ -70,10 +69,7 @@ def build(dataset: str, config: str, options: workflow.WorkflowOptions):
     mdata = load(dataset)
     if PAIRED[dataset]:
         mdata = scmosaic.datasets.hide_pairing(mdata, seed=options.seed)
-    linked = workflow.link(mdata, options)
-    if config == "e_table_plus_cca":
-        linked = with_table_and_cca(mdata, linked)
-    return mdata, linked
+    return mdata, workflow.link(mdata, options)
 
 
 def run_one(dataset: str, config: str, seed: int, table: dict[str, str], args) -> dict:

@@ -22,8 +22,8 @@ Methods:
 
 * ``scmodal_table``: scmosaic SCMODAL, default preset, ADT->gene links from the protein
   table (scmosaic's packaged human table; the mouse TotalSeq table for ``sln``).
-* ``scmodal_table_cca``: the same links plus CCA scores refined from them
-  (:func:`scmosaic.pp.cca_links`, ``init="links"``), as columns of one link.
+* ``scmodal_table_cca``: the same links plus CCA scores refined from them, as columns of
+  one link (the workflow's ``links="table+cca"``; :func:`scmosaic.pp.cca_links`).
 * ``maxfuse``: MaxFuse 0.0.2 from PyPI with the parameters of its CITE-seq PBMC tutorial
   on the same protein-gene pairs; its embedding is ``Fusor.get_embedding`` of all cells.
   Two departures, both in MaxFuse's favour: numbers of components are clipped to what the
@@ -76,7 +76,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import THREAD_ENV, peer_python, update_readme, with_table_and_cca
+from _common import THREAD_ENV, peer_python, update_readme
 from _data import FINE_LABELS, LABELS, PAIRED, load, workflow_options
 
 RESULTS = Path(__file__).parent / "results"
@@ -135,12 +135,10 @@ def run_scmodal(dataset: str, variant: str, seed: int, cca: bool, accelerator: s
 
     options = workflow_options(dataset, seed=seed, accelerator=accelerator)
     if cca:
-        options = dataclasses.replace(options, links="cca", cca_init="links")
+        options = dataclasses.replace(options, links="table+cca")
     mdata = unpaired_data(dataset, variant, seed)
     start = time.perf_counter()
     linked = workflow.link(mdata, options)
-    if cca:
-        linked = with_table_and_cca(mdata, linked)
     processed = workflow.preprocess(mdata, options)
     scvi.settings.seed = seed
     model = workflow.build_model(processed, linked, options)

@@ -37,7 +37,7 @@ VALID = {"table": "packaged"}
         ({"n_top_genes": -5}, ["n_top_genes", ">= 1", "None (all)", "got -5"]),
         ({"threads": 0}, ["threads", ">= 1", "got 0"]),
         ({"seed": -1}, ["seed", ">= 0", "got -1"]),
-        ({"links": "shared"}, ["links", "'table', 'names', 'cca'", "'shared'"]),
+        ({"links": "shared"}, ["links", "'table', 'names', 'cca', 'table+cca'", "'shared'"]),
         ({"cca_init": "pca"}, ["cca_init", "'labels', 'links'", "'pca'"]),
         ({"preset": "fast"}, ["preset", "'default', 'reference'", "'fast'"]),
         ({"accelerator": "tpu"}, ["accelerator", "'auto', 'cpu', 'gpu'", "'tpu'"]),
@@ -52,6 +52,7 @@ VALID = {"table": "packaged"}
         ({"batch_key": 3}, ["batch_key", "non-empty string or None", "got 3"]),
         ({"table": 3}, ["table", "CSV path", "'packaged'", "int"]),
         ({"table": None}, ["links='table' needs table", "'packaged'"]),
+        ({"table": None, "links": "table+cca"}, ["links='table+cca' needs table"]),
         ({"links": "cca", "labels_key": None}, ["cca_init='labels' needs labels_key"]),
         ({"link_kwargs": {"by": "names"}}, ["link_kwargs", "['by']"]),
     ],
@@ -131,6 +132,25 @@ def test_link_step_table_names_and_cca(mdata):
     assert cca.report is None and "prior" not in cca.info
     assert cca.info["n_linked_features"] == 3  # capped: 4 proteins -> 3 components
     assert mdata["rna"].obsm["X_cca"].shape == (40, 3)
+
+
+@pytest.mark.parametrize("source", ["table+cca", "names+cca"])
+def test_link_step_keeps_links_beside_their_cca_scores(mdata, source):
+    table = {"CD3": "CD3E", "CD4": "CD4", "CD19": "CD19", "CD20": "MS4A1"}
+    options = WorkflowOptions(
+        links=source, table=table if source == "table+cca" else None, cca_components=2
+    )
+    linked = link(mdata, options)
+    assert linked.spec == ("rna", "adt", "X_linked_cca", "X_linked_cca")
+    assert linked.info["source"] == source and linked.info["init"] == "links"
+    assert linked.info["prior"]["source"] == source.removesuffix("+cca")
+    for m, other in (("rna", "adt"), ("adt", "rna")):
+        obsm = mdata[m].obsm
+        links, scores = obsm[f"linked_{other}"], obsm["X_cca"]
+        both = obsm["X_linked_cca"]
+        assert list(both.columns) == [*links.columns, *scores.columns]
+        np.testing.assert_array_equal(both.to_numpy(), np.hstack([links, scores]))
+    assert linked.info["n_linked_features"] == linked.info["prior"]["n_linked_features"] + 2
 
 
 def test_link_step_errors_are_input_errors(mdata):

@@ -262,7 +262,9 @@ def _add_link_arguments(parser: argparse.ArgumentParser) -> None:
         choices=get_args(LinkSource),
         default=WorkflowOptions.links,
         help="table: protein->gene table (--table); names: features with the same name in "
-        "both modalities; cca: canonical correlation scores (--cca-init). Default: %(default)s",
+        "both modalities; cca: canonical correlation scores (--cca-init); table+cca, "
+        "names+cca: those links and the CCA scores refined from them, side by side. "
+        "Default: %(default)s",
     )
     linking.add_argument(
         "--table",
@@ -270,8 +272,8 @@ def _add_link_arguments(parser: argparse.ArgumentParser) -> None:
         help="protein->gene table: a CSV (columns protein,genes[,aliases]; MaxFuse, TEA-seq "
         "and totalVI layouts are read too) or 'packaged' for scmosaic's ADT table (human or "
         "mouse, from the case of the gene names). "
-        "Required by --links table; with --links cca --cca-init links it gives the prior "
-        "links (default there: shared names)",
+        "Required by --links table and table+cca; with --links cca --cca-init links it "
+        "gives the prior links (default there: shared names)",
     )
     linking.add_argument(
         "--cca-init",

@@ -16,6 +16,10 @@ LATENT_OBSM_KEY = "X_scmodal"
 CCA_OBSM_KEY = "X_cca"
 """``.obsm`` key of the canonical variates written by :func:`scmosaic.pp.cca_links`."""
 
+LINKED_CCA_OBSM_KEY = "X_linked_cca"
+"""``.obsm`` key of prior links and the canonical scores refined from them side by side,
+written by the workflow's link step with ``links="table+cca"`` or ``"names+cca"``."""
+
 CCA_UNS_KEY = "scmosaic_cca"
 """``.uns`` key of the summary written by :func:`scmosaic.pp.cca_links`."""
 

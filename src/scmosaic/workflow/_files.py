@@ -39,8 +39,9 @@ def integrate_files(
         Output ``.h5mu``: the two integrated modalities (preprocessed unless
         ``options.preprocess`` is ``False``) with the joint latent codes in
         ``.obsm["X_scmodal"]`` of each, the linked features in ``.obsm["linked_<other>"]``
-        (table/names links, and as CCA prior) or ``.obsm["X_cca"]`` (CCA links). Parent
-        folders are created.
+        (table/names links, and as CCA prior), ``.obsm["X_cca"]`` (CCA links) and
+        ``.obsm["X_linked_cca"]`` (both side by side: ``"table+cca"``, ``"names+cca"``).
+        Parent folders are created.
     options
         The run's options.
     mudata

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from mudata import MuData
 
-from .._keys import CCA_OBSM_KEY, linked_obsm_key
+from .._keys import CCA_OBSM_KEY, LINKED_CCA_OBSM_KEY, linked_obsm_key
 from ._errors import InputError, as_input_error
 from ._options import PACKAGED_TABLE, WorkflowOptions
 
@@ -119,18 +119,20 @@ def _feature_links(
     return info, report
 
 
-def _cca_links(mdata: MuData, modalities: tuple[str, str], options: WorkflowOptions) -> dict:
+def _cca_links(
+    mdata: MuData, modalities: tuple[str, str], options: WorkflowOptions, init: str
+) -> dict:
     """CCA linked features with :func:`scmosaic.pp.cca_links`; their summary entry."""
     from ..pp import cca_links
 
     n_components = _cca_components([mdata[m] for m in modalities], options.cca_components)
-    by_labels = options.cca_init == "labels"
-    logger.info("Learning CCA linked features (init=%s)", options.cca_init)
+    by_labels = init == "labels"
+    logger.info("Learning CCA linked features (init=%s)", init)
     with as_input_error(f"CCA links of {modalities[0]} and {modalities[1]}"):
         cca = cca_links(
             mdata,
             modalities,
-            init=options.cca_init,
+            init=init,
             n_components=n_components,
             labels_key=options.labels_key,
             layer=options.layer,
@@ -138,13 +140,22 @@ def _cca_links(mdata: MuData, modalities: tuple[str, str], options: WorkflowOpti
             seed=options.seed,
         )
     return {
-        "init": options.cca_init,
+        "init": init,
         "labels_key": options.labels_key if by_labels else None,
         "n_linked_features": n_components,
         "correlations": cca["correlations"],
         "n_pivots": cca["n_pivots"],
         "obsm_keys": dict.fromkeys(modalities, CCA_OBSM_KEY),
     }
+
+
+def _side_by_side(mdata: MuData, first: Mapping[str, str], second: Mapping[str, str]) -> int:
+    """``.obsm[first[m]]`` and ``.obsm[second[m]]`` as the columns of
+    ``.obsm["X_linked_cca"]`` of each modality ``m``; the number of columns."""
+    for m in first:
+        obsm = mdata[m].obsm
+        obsm[LINKED_CCA_OBSM_KEY] = pd.concat([obsm[first[m]], obsm[second[m]]], axis=1)
+    return int(mdata[next(iter(first))].obsm[LINKED_CCA_OBSM_KEY].shape[1])
 
 
 def link(mdata: MuData, options: WorkflowOptions) -> Linked:
@@ -154,7 +165,9 @@ def link(mdata: MuData, options: WorkflowOptions) -> Linked:
     genes: :func:`scmosaic.pp.link_features` with a protein -> gene table (the protein side
     is the modality of kind ``adt``) or shared feature names, or
     :func:`scmosaic.pp.cca_links` (``links="cca"``), initialised from labels or from table
-    links (name links without a table).
+    links (name links without a table). With ``links="table+cca"`` / ``"names+cca"`` both
+    run (CCA from the links), and the links and the canonical scores are also written side by
+    side to ``.obsm["X_linked_cca"]`` of both modalities, the features of the one link.
 
     Parameters
     ----------
@@ -173,14 +186,22 @@ def link(mdata: MuData, options: WorkflowOptions) -> Linked:
         Unknown modalities or kinds, or data that linking rejects.
     """
     modalities = options.pair(mdata.mod)
-    report = None
-    prior = options.links
-    if options.links == "cca":
-        prior = "table" if options.table is not None else "names"
-    if options.links != "cca" or options.cca_init == "links":
-        info, report = _feature_links(mdata, modalities, prior, options)
-    if options.links != "cca":
+    if options.links in ("table", "names"):
+        info, report = _feature_links(mdata, modalities, options.links, options)
         return Linked(modalities, modalities, info, report)
-    cca = _cca_links(mdata, modalities, options)
-    info = {"source": "cca", **({"prior": info} if report is not None else {}), **cca}
-    return Linked(modalities, (*modalities, CCA_OBSM_KEY, CCA_OBSM_KEY), info, report)
+    if options.links == "cca":
+        init = options.cca_init
+        prior = "table" if options.table is not None else "names"
+    else:  # "table+cca" / "names+cca": the links stay beside the scores refined from them
+        init, prior = "links", options.links.removesuffix("+cca")
+    info, report = (
+        _feature_links(mdata, modalities, prior, options) if init == "links" else ({}, None)
+    )
+    cca = _cca_links(mdata, modalities, options, init)
+    summary = {"source": options.links, **({"prior": info} if report is not None else {}), **cca}
+    key = CCA_OBSM_KEY
+    if options.links != "cca":
+        key = LINKED_CCA_OBSM_KEY
+        n_features = _side_by_side(mdata, info["obsm_keys"], cca["obsm_keys"])
+        summary.update(n_linked_features=n_features, obsm_keys=dict.fromkeys(modalities, key))
+    return Linked(modalities, (*modalities, key, key), summary, report)
