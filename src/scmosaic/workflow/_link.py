@@ -150,8 +150,8 @@ def _cca_links(
 
 
 def _side_by_side(mdata: MuData, first: Mapping[str, str], second: Mapping[str, str]) -> int:
-    """``.obsm[first[m]]`` and ``.obsm[second[m]]`` as the columns of
-    ``.obsm["X_linked_cca"]`` of each modality ``m``; the number of columns."""
+    """``.obsm[first[m]]`` and ``.obsm[second[m]]`` of each modality ``m`` as the columns of
+    its ``.obsm[LINKED_CCA_OBSM_KEY]``; the number of columns."""
     for m in first:
         obsm = mdata[m].obsm
         obsm[LINKED_CCA_OBSM_KEY] = pd.concat([obsm[first[m]], obsm[second[m]]], axis=1)
