@@ -14,8 +14,10 @@ links and CCA scores together (concatenated columns). For each: anchor precision
 mutual nearest neighbour pairs, k=30, cosine, over all cells, whose labels agree), then
 SCMODAL (default preset) label transfer and FOSCTTM.
 
-Usage: python benchmarks/cca_links.py --dataset hao --seeds 0 [--steps N]
-Writes benchmarks/results/cca_links_<dataset>.json and prints a markdown table.
+Usage: python benchmarks/cca_links.py --dataset hao --seeds 0 1 2 [--steps N]
+Writes benchmarks/results/cca_links_<dataset>.json and prints a markdown table;
+``python benchmarks/cca_links.py --report`` writes the README's table (medians of the
+three datasets' JSON files).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import mudata
 import numpy as np
+from _common import update_readme
 from _data import LABELS, PAIRED, load, workflow_options
 
 import scmosaic
@@ -117,9 +120,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--configs", nargs="+", default=CONFIGS)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--report", action="store_true", help="only write the README table")
     args = parser.parse_args()
-    mudata.set_options(pull_on_update=False)
     out = Path(args.out)
+    if args.report:
+        update_readme("cca_links", readme_table(out))
+        return
+    mudata.set_options(pull_on_update=False)
     out.mkdir(parents=True, exist_ok=True)
     table = weak_table(args.dataset)
     print("weak table:", table)
@@ -165,6 +172,47 @@ def median_table(rows: list[dict]) -> str:
             cells.append(f"**{np.median(values):.3f}** ({each})")
         seeds = ",".join(str(r["seed"]) for r in runs)
         lines.append(f"| {config} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+README_ROWS = {
+    "a_table": "(a) full table",
+    "b_weak_table": "(b) weak table, 10 proteins",
+    "c_cca_from_weak": "(c) CCA from that weak table",
+    "d_cca_from_labels": "(d) CCA from labels",
+    "e_table_plus_cca": '(e) full table + CCA (`links="table+cca"`)',
+}
+README_DATASETS = {"hao": "Hao", "pbmc10k": "PBMC 10k", "sln": "SLN"}
+
+
+def readme_table(folder: Path) -> str:
+    """The README's table: medians over seeds of every dataset whose JSON is in ``folder``
+    (anchor precision, label transfer and, on paired data, FOSCTTM)."""
+    runs = {
+        d: json.loads((folder / f"cca_links_{d}.json").read_text())["runs"]
+        for d in README_DATASETS
+        if (folder / f"cca_links_{d}.json").exists()
+    }
+    header, metrics = ["linked features"], {}
+    for d in runs:
+        metrics[d] = ["anchor_precision", "label_transfer_mean"] + ["foscttm"] * PAIRED[d]
+        names = ["anchor precision", "label transfer", "FOSCTTM"][: len(metrics[d])]
+        header += [f"{README_DATASETS[d]}: {names[0]}", *names[1:]]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for config, label in README_ROWS.items():
+        cells = [label]
+        for d, rows in runs.items():
+            chosen = [r for r in rows if r["config"] == config]
+            for metric in metrics[d]:
+                cells.append(f"{np.median([r[metric] for r in chosen]):.3f}" if chosen else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = {d: sorted({r["seed"] for r in rows}) for d, rows in runs.items()}
+    lines.append("")
+    lines.append(
+        "Medians of seeds "
+        + "; ".join(f"{README_DATASETS[d]} {', '.join(map(str, s))}" for d, s in seeds.items())
+        + "."
+    )
     return "\n".join(lines)
 
 
