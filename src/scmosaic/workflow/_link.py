@@ -13,7 +13,7 @@ from mudata import MuData
 
 from .._keys import CCA_OBSM_KEY, LINKED_CCA_OBSM_KEY, linked_obsm_key
 from ._errors import InputError, as_input_error
-from ._options import PACKAGED_TABLE, WorkflowOptions
+from ._options import PACKAGED_TABLE, CcaInit, WorkflowOptions
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _feature_links(
 
 
 def _cca_links(
-    mdata: MuData, modalities: tuple[str, str], options: WorkflowOptions, init: str
+    mdata: MuData, modalities: tuple[str, str], options: WorkflowOptions, init: CcaInit
 ) -> dict:
     """CCA linked features with :func:`scmosaic.pp.cca_links`; their summary entry."""
     from ..pp import cca_links
