@@ -186,18 +186,12 @@ def link(mdata: MuData, options: WorkflowOptions) -> Linked:
         Unknown modalities or kinds, or data that linking rejects.
     """
     modalities = options.pair(mdata.mod)
+    prior = options.link_prior
+    info, report = _feature_links(mdata, modalities, prior, options) if prior else ({}, None)
     if options.links in ("table", "names"):
-        info, report = _feature_links(mdata, modalities, options.links, options)
         return Linked(modalities, modalities, info, report)
-    if options.links == "cca":
-        init = options.cca_init
-        prior = "table" if options.table is not None else "names"
-    else:  # "table+cca" / "names+cca": the links stay beside the scores refined from them
-        init, prior = "links", options.links.removesuffix("+cca")
-    info, report = (
-        _feature_links(mdata, modalities, prior, options) if init == "links" else ({}, None)
-    )
-    cca = _cca_links(mdata, modalities, options, init)
+    # "cca" from labels or links; "table+cca" / "names+cca" keep the links beside the scores
+    cca = _cca_links(mdata, modalities, options, "links" if prior else "labels")
     summary = {"source": options.links, **({"prior": info} if report is not None else {}), **cca}
     key = CCA_OBSM_KEY
     if options.links != "cca":

@@ -197,17 +197,17 @@ class WorkflowOptions:
                 f"table must be a CSV path, {PACKAGED_TABLE!r} or a {{protein: genes}} mapping, "
                 f"got {type(self.table).__name__}"
             )
-        if self.links in ("table", "table+cca") and self.table is None:
+        if self.link_prior == "table" and self.table is None:
             raise OptionsError(
                 f"links={self.links!r} needs table: a CSV path, {PACKAGED_TABLE!r} or a "
                 "{protein: genes} mapping"
             )
-        if self.links == "cca" and self.cca_init == "labels" and not self.labels_key:
+        if self.link_prior is None and not self.labels_key:
             raise OptionsError(
                 "links='cca' with cca_init='labels' needs labels_key: an .obs column with "
                 "labels in both modalities"
             )
-        if self.links in ("names", "names+cca") and self.table is not None:
+        if self.links.startswith("names") and self.table is not None:
             logger.warning("The table is not used with links=%r", self.links)
         fixed = sorted(set(self.link_kwargs) & set(_LINK_STEP_ARGUMENTS))
         if fixed:
@@ -223,6 +223,18 @@ class WorkflowOptions:
         _check_integer("threads", self.threads, 1, none_means="torch's choice")
         _check_choice("accelerator", self.accelerator, get_args(Accelerator))
         _check_flag("progress_bar", self.progress_bar)
+
+    @property
+    def link_prior(self) -> Literal["table", "names"] | None:
+        """Which feature links the link step computes (:func:`scmosaic.pp.link_features`
+        ``by``): the source itself, the source before ``"+cca"``, for ``links="cca"`` the
+        CCA prior (table links if a table is given, else names), ``None`` for CCA from
+        labels."""
+        if self.links == "cca":
+            if self.cca_init == "labels":
+                return None
+            return "table" if self.table is not None else "names"
+        return self.links.removesuffix("+cca")
 
     # ------------------------------------------------------------ checks against the data
     def pair(self, available: Sequence[str], source: str = "the MuData") -> tuple[str, str]:

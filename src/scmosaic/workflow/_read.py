@@ -127,7 +127,7 @@ def _check_modality(name: str, adata: Any, where: Path, options: WorkflowOptions
             f"layer {options.layer!r} not in modality {name!r} ({where}); "
             f"it has {list(adata.layers)}"
         )
-    needs_labels = options.links == "cca" and options.cca_init == "labels"
+    needs_labels = options.link_prior is None  # CCA from labels
     if needs_labels and options.labels_key not in adata.obs:
         raise InputError(
             f"labels key {options.labels_key!r} not in .obs of modality {name!r} "
