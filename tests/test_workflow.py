@@ -21,6 +21,7 @@ from scmosaic.workflow import (
     link,
     preprocess,
 )
+from scmosaic.workflow._link import block_weights
 
 # shared feature names (CD4, CD19) are what name links need
 pytestmark = pytest.mark.filterwarnings("ignore:var_names are not unique")
@@ -149,8 +150,25 @@ def test_link_step_keeps_links_beside_their_cca_scores(mdata, source):
         links, scores = obsm[f"linked_{other}"], obsm["X_cca"]
         both = obsm["X_linked_cca"]
         assert list(both.columns) == [*links.columns, *scores.columns]
-        np.testing.assert_array_equal(both.to_numpy(), np.hstack([links, scores]))
+        w_links, w_scores = block_weights(links.shape[1], 2)
+        np.testing.assert_allclose(both.to_numpy(), np.hstack([links * w_links, scores * w_scores]))
     assert linked.info["n_linked_features"] == linked.info["prior"]["n_linked_features"] + 2
+
+
+@pytest.mark.parametrize(("n_links", "n_scores"), [(95, 20), (13, 20), (1, 1), (4, 2)])
+def test_block_weights_give_links_and_scores_equal_shares(n_links, n_scores):
+    w_links, w_scores = block_weights(n_links, n_scores)
+    # z-scored columns: each block then holds half of the expected squared norm
+    assert w_links**2 * n_links == pytest.approx(w_scores**2 * n_scores)
+    assert w_links**2 * n_links + w_scores**2 * n_scores == pytest.approx(n_links + n_scores)
+
+
+def test_cca_components_default_depends_on_the_link_source():
+    assert WorkflowOptions(links="cca", labels_key="celltype").n_cca_components == 10
+    assert WorkflowOptions(links="table+cca", table="packaged").n_cca_components == 20
+    assert WorkflowOptions(links="names+cca").n_cca_components == 20
+    assert WorkflowOptions(links="names+cca", cca_components=3).n_cca_components == 3
+    assert WorkflowOptions(table="packaged").n_cca_components is None  # no CCA at all
 
 
 def test_link_step_errors_are_input_errors(mdata):

@@ -23,6 +23,7 @@ from .workflow import (
     OptionsError,
     WorkflowOptions,
 )
+from .workflow._options import CCA_COMPONENTS
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -290,7 +291,9 @@ def _add_link_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=WorkflowOptions.cca_components,
         metavar="N",
-        help="CCA components, capped at what the data allow (default: %(default)s)",
+        help="CCA components, capped at what the data allow (default: "
+        + ", ".join(f"{n} with --links {source}" for source, n in CCA_COMPONENTS.items())
+        + ")",
     )
 
 

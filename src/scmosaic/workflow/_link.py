@@ -125,7 +125,7 @@ def _cca_links(
     """CCA linked features with :func:`scmosaic.pp.cca_links`; their summary entry."""
     from ..pp import cca_links
 
-    n_components = _cca_components([mdata[m] for m in modalities], options.cca_components)
+    n_components = _cca_components([mdata[m] for m in modalities], options.n_cca_components)
     by_labels = init == "labels"
     logger.info("Learning CCA linked features (init=%s)", init)
     with as_input_error(f"CCA links of {modalities[0]} and {modalities[1]}"):
@@ -149,12 +149,27 @@ def _cca_links(
     }
 
 
+def block_weights(n_links: int, n_scores: int) -> tuple[float, float]:
+    """Column weights of links and canonical scores side by side: each block then holds
+    half of a cell's expected squared norm (``n_links + n_scores``, as for as many z-scored
+    columns), so anchors weigh the two equally however many columns each has.
+
+    Unweighted, 95 table links beside 10 scores (SLN) left the scores a tenth of the
+    similarity, and fine states they separate were not matched better.
+    """
+    total = n_links + n_scores
+    return (total / (2 * n_links)) ** 0.5, (total / (2 * n_scores)) ** 0.5
+
+
 def _side_by_side(mdata: MuData, first: Mapping[str, str], second: Mapping[str, str]) -> int:
-    """``.obsm[first[m]]`` and ``.obsm[second[m]]`` of each modality ``m`` as the columns of
-    its ``.obsm[LINKED_CCA_OBSM_KEY]``; the number of columns."""
+    """``.obsm[first[m]]`` and ``.obsm[second[m]]`` of each modality ``m``, weighted by
+    :func:`block_weights`, as the columns of its ``.obsm[LINKED_CCA_OBSM_KEY]``; the number
+    of columns."""
     for m in first:
         obsm = mdata[m].obsm
-        obsm[LINKED_CCA_OBSM_KEY] = pd.concat([obsm[first[m]], obsm[second[m]]], axis=1)
+        links, scores = obsm[first[m]], obsm[second[m]]
+        w_links, w_scores = block_weights(links.shape[1], scores.shape[1])
+        obsm[LINKED_CCA_OBSM_KEY] = pd.concat([links * w_links, scores * w_scores], axis=1)
     return int(mdata[next(iter(first))].obsm[LINKED_CCA_OBSM_KEY].shape[1])
 
 
@@ -167,7 +182,8 @@ def link(mdata: MuData, options: WorkflowOptions) -> Linked:
     :func:`scmosaic.pp.cca_links` (``links="cca"``), initialised from labels or from table
     links (name links without a table). With ``links="table+cca"`` / ``"names+cca"`` both
     run (CCA from the links), and the links and the canonical scores are also written side by
-    side to ``.obsm["X_linked_cca"]`` of both modalities, the features of the one link.
+    side to ``.obsm["X_linked_cca"]`` of both modalities, the features of the one link, each
+    block weighted to count equally (:func:`block_weights`).
 
     Parameters
     ----------

@@ -32,6 +32,11 @@ PACKAGED_TABLE = "packaged"
 """Value of ``table`` that selects scmosaic's packaged ADT -> gene table (human or mouse,
 chosen from the case of the gene names; ``link_kwargs={"species": ...}`` forces one)."""
 
+# Canonical components of CCA linked features unless cca_components says: 10 as the only
+# link; 20 beside table or name links, where finer states gain from more of them (SLN fine
+# labels, seed 0: 0.714 with 20, 0.702 with 10; benchmarks/compare.py, scmodal_table_cca).
+CCA_COMPONENTS = {"cca": 10, "table+cca": 20, "names+cca": 20}
+
 # Arguments of pp.link_features that the link step sets from the options itself.
 _LINK_STEP_ARGUMENTS = ("mdata", "mod_a", "mod_b", "by", "table", "counts_layer")
 
@@ -83,10 +88,11 @@ class WorkflowOptions:
         Source of the linked features: ``"table"`` (protein -> gene ``table``), ``"names"``
         (features with the same name in both), ``"cca"`` (canonical correlation scores) or
         ``"table+cca"`` / ``"names+cca"``: the table or name links and the canonical scores
-        refined from them (``cca_init="links"``) as the columns of one link. Where cell
-        states differ in features the links miss, the scores add them: on PBMC 10k and the
-        Hao subset (pairing hidden) ``"table+cca"`` matched cells and fine labels better
-        than ``"table"`` (README, "Side by side").
+        refined from them (``cca_init="links"``) as the columns of one link, each block
+        weighted to count half of the anchors' similarity. Where cell states differ in
+        features the links miss, the scores add them: on the Hao subset, PBMC 10k (pairing
+        hidden) and mouse SLN ``"table+cca"`` matched cells and fine labels better than
+        ``"table"``, at some cost to PBMC 10k's coarse macro-F1 (README, "Side by side").
     table
         Protein -> gene table: a CSV path (layouts of :func:`scmosaic.pp.load_adt_gene_table`),
         ``"packaged"`` for scmosaic's ADT table (human or mouse, detected from the gene
@@ -100,7 +106,8 @@ class WorkflowOptions:
     labels_key
         ``.obs`` column with cell labels in both modalities, for ``cca_init="labels"``.
     cca_components
-        Canonical components (capped at what the data allow).
+        Canonical components (capped at what the data allow); ``None``: 10 with
+        ``links="cca"``, 20 beside table or name links (``"table+cca"``, ``"names+cca"``).
     link_kwargs
         Further arguments of :func:`scmosaic.pp.link_features` (e.g. ``smooth_neighbors=0``);
         the modalities, ``by``, ``table`` and ``counts_layer`` come from the options.
@@ -145,7 +152,7 @@ class WorkflowOptions:
     table: str | PathLike[str] | Mapping[str, str] | None = None
     cca_init: CcaInit = "labels"
     labels_key: str | None = None
-    cca_components: int = 10
+    cca_components: int | None = None
     link_kwargs: Mapping[str, Any] = field(default_factory=dict)
     kinds: Mapping[str, Kind] = field(default_factory=dict)
     preprocess: bool = True
@@ -191,7 +198,7 @@ class WorkflowOptions:
         _check_choice("links", self.links, get_args(LinkSource))
         _check_choice("cca_init", self.cca_init, get_args(CcaInit))
         _check_name("labels_key", self.labels_key)
-        _check_integer("cca_components", self.cca_components, 1)
+        _check_integer("cca_components", self.cca_components, 1, none_means="the source's default")
         if self.table is not None and not isinstance(self.table, str | PathLike | Mapping):
             raise OptionsError(
                 f"table must be a CSV path, {PACKAGED_TABLE!r} or a {{protein: genes}} mapping, "
@@ -235,6 +242,14 @@ class WorkflowOptions:
                 return None
             return "table" if self.table is not None else "names"
         return self.links.removesuffix("+cca")
+
+    @property
+    def n_cca_components(self) -> int | None:
+        """Canonical components the link step asks for (``cca_components``, or the
+        source's default; ``None`` for table or name links alone)."""
+        if self.cca_components is not None or self.links not in CCA_COMPONENTS:
+            return self.cca_components
+        return CCA_COMPONENTS[self.links]
 
     # ------------------------------------------------------------ checks against the data
     def pair(self, available: Sequence[str], source: str = "the MuData") -> tuple[str, str]:
