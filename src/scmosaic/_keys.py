@@ -18,7 +18,8 @@ CCA_OBSM_KEY = "X_cca"
 
 LINKED_CCA_OBSM_KEY = "X_linked_cca"
 """``.obsm`` key of prior links and the canonical scores refined from them side by side,
-written by the workflow's link step with ``links="table+cca"`` or ``"names+cca"``."""
+each block weighted to count equally, written by the workflow's link step with
+``links="table+cca"`` or ``"names+cca"``."""
 
 CCA_UNS_KEY = "scmosaic_cca"
 """``.uns`` key of the summary written by :func:`scmosaic.pp.cca_links`."""
