@@ -183,7 +183,7 @@ def link(mdata: MuData, options: WorkflowOptions) -> Linked:
     links (name links without a table). With ``links="table+cca"`` / ``"names+cca"`` both
     run (CCA from the links), and the links and the canonical scores are also written side by
     side to ``.obsm["X_linked_cca"]`` of both modalities, the features of the one link, each
-    block weighted to count equally (:func:`block_weights`).
+    block weighted to hold half of a cell's squared norm.
 
     Parameters
     ----------
