@@ -34,7 +34,8 @@ chosen from the case of the gene names; ``link_kwargs={"species": ...}`` forces 
 
 # Canonical components of CCA linked features unless cca_components says: 10 as the only
 # link; 20 beside table or name links, where finer states gain from more of them (SLN fine
-# labels, seed 0: 0.714 with 20, 0.702 with 10; benchmarks/compare.py, scmodal_table_cca).
+# labels, weighted blocks, seed 0: 0.714 with 20, 0.702 with 10; user guide, "Fine states
+# across modalities").
 CCA_COMPONENTS = {"cca": 10, "table+cca": 20, "names+cca": 20}
 
 # Arguments of pp.link_features that the link step sets from the options itself.
