@@ -248,9 +248,9 @@ class WorkflowOptions:
     def n_cca_components(self) -> int | None:
         """Canonical components the link step asks for (``cca_components``, or the
         source's default; ``None`` for table or name links alone)."""
-        if self.cca_components is not None or self.links not in CCA_COMPONENTS:
+        if self.cca_components is not None:
             return self.cca_components
-        return CCA_COMPONENTS[self.links]
+        return CCA_COMPONENTS.get(self.links)
 
     # ------------------------------------------------------------ checks against the data
     def pair(self, available: Sequence[str], source: str = "the MuData") -> tuple[str, str]:
