@@ -21,9 +21,10 @@ cells vs ADT of the other half, so no cell's partner is present: label transfer 
 Methods:
 
 * ``scmodal_table``: scmosaic SCMODAL, default preset, ADT->gene links from the protein
-  table (scmosaic's packaged human table; the mouse TotalSeq table for ``sln``).
+  table alone (``links="table"``; scmosaic's packaged human table; the mouse TotalSeq
+  table for ``sln``).
 * ``scmodal_table_cca``: the same links plus CCA scores refined from them, as columns of
-  one link (the workflow's ``links="table+cca"``; :func:`scmosaic.pp.cca_links`).
+  one link (the workflow's default, ``links="table+cca"``; :func:`scmosaic.pp.cca_links`).
 * ``maxfuse``: MaxFuse 0.0.2 from PyPI with the parameters of its CITE-seq PBMC tutorial
   on the same protein-gene pairs; its embedding is ``Fusor.get_embedding`` of all cells.
   Two departures, both in MaxFuse's favour: numbers of components are clipped to what the
@@ -65,7 +66,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -128,14 +128,13 @@ def protein_gene_pairs(mdata, dataset: str) -> list[tuple[str, str]]:
 
 def run_scmodal(dataset: str, variant: str, seed: int, cca: bool, accelerator: str):
     """SCMODAL through the workflow as a user runs it (default preset, early stopping):
-    table links (plus CCA scores refined from them)."""
+    table links, plus (``cca``, the workflow's default) the CCA scores refined from them."""
     import scvi
 
     from scmosaic import workflow
 
-    options = workflow_options(dataset, seed=seed, accelerator=accelerator)
-    if cca:
-        options = dataclasses.replace(options, links="table+cca")
+    links = "table+cca" if cca else "table"
+    options = workflow_options(dataset, seed=seed, accelerator=accelerator, links=links)
     mdata = unpaired_data(dataset, variant, seed)
     start = time.perf_counter()
     linked = workflow.link(mdata, options)
@@ -554,7 +553,7 @@ def cell(values: list[float], digits: int) -> str:
 
 README_COLUMNS = {
     "scmodal_table": "SCMODAL, table",
-    "scmodal_table_cca": "SCMODAL, table + CCA",
+    "scmodal_table_cca": "SCMODAL, table + CCA (default)",
     "maxfuse": "MaxFuse 0.0.2",
     "scconfluence": "scConfluence 0.1.1",
     "totalvi": "totalVI (sees the pairing)",

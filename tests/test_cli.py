@@ -328,8 +328,13 @@ def test_bundled_hao_with_packaged_table(tmp_path):
     assert code == 0
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["n_cells"] == {"rna": 1200, "adt": 1200}
-    assert summary["links"]["table"] == "packaged"
-    assert summary["links"]["n_linked_features"] > 50
+    # the default links: the packaged table's links beside 20 CCA scores refined from them
+    assert summary["links"]["source"] == "table+cca"
+    assert summary["links"]["prior"]["table"] == "packaged"
+    assert summary["links"]["prior"]["n_linked_features"] > 50
+    assert (
+        summary["links"]["n_linked_features"] == summary["links"]["prior"]["n_linked_features"] + 20
+    )
     assert md.read_h5mu(out)["adt"].obsm["X_scmodal"].shape[0] == 1200
 
 

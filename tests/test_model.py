@@ -423,3 +423,27 @@ def test_readme_steps_print_no_library_noise(capfd, tmp_path):
     captured = capfd.readouterr()
     for noise in ("Using column names", "already downloaded", "Generating sequential"):
         assert noise not in captured.out + captured.err
+
+
+def test_feature_scale_from_preprocessing_record_or_argument(unpaired):
+    """A modality that pp.preprocess recorded as CLR proteins is centred per feature and
+    scaled by one scale (the mean of its features' stds); an explicit feature_scale wins;
+    bad names and values are refused naming them."""
+    unpaired.mod["adt"].uns["scmosaic_preprocess"] = {"scale": "modality"}
+    _setup(unpaired)
+    x = unpaired.mod["adt"].X.toarray()
+    model = SCMODAL(unpaired, **SMALL)
+    assert model.feature_scale == {"rna": "feature", "adt": "modality"}
+    st = model.module.standardizers["adt"]
+    np.testing.assert_allclose(st.mean.numpy(), x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        st.std.numpy(), np.full(x.shape[1], x.std(0, ddof=1).mean()), rtol=1e-4
+    )
+    per_feature = SCMODAL(unpaired, feature_scale={"adt": "feature"}, **SMALL)
+    np.testing.assert_allclose(
+        per_feature.module.standardizers["adt"].std.numpy(), x.std(0, ddof=1), rtol=1e-4
+    )
+    with pytest.raises(ValueError, match="'protein'.*not registered"):
+        SCMODAL(unpaired, feature_scale={"protein": "modality"}, **SMALL)
+    with pytest.raises(ValueError, match="feature_scale\\['adt'\\]"):
+        SCMODAL(unpaired, feature_scale={"adt": "panel"}, **SMALL)

@@ -149,10 +149,19 @@ def test_preprocess_new_object_hvg_and_layers():
     assert (mdata["rna"].X != x_before).nnz == 0
     assert out["rna"].n_vars == 50 and out["adt"].n_vars == 5
     np.testing.assert_array_equal(out["adt"].layers["counts"].toarray(), mdata["adt"].X)
-    lib = mdata["adt"].X.sum(1, keepdims=True)
-    np.testing.assert_allclose(
-        out["adt"].X.toarray(), np.log1p(mdata["adt"].X / lib * 1e4), rtol=1e-5
-    )
+    # proteins: per-cell CLR, recorded to be scaled per panel; RNA: normalize_total + log1p
+    x = mdata["adt"].X
+    geometric_mean = np.exp(np.log1p(x).mean(1, keepdims=True))
+    np.testing.assert_allclose(out["adt"].X.toarray(), np.log1p(x / geometric_mean), rtol=1e-5)
+    assert out["adt"].uns["scmosaic_preprocess"]["normalization"] == "clr"
+    assert out["adt"].uns["scmosaic_preprocess"]["scale"] == "modality"
+    assert out["rna"].uns["scmosaic_preprocess"]["normalization"] == "log1p"
+    assert out["rna"].uns["scmosaic_preprocess"]["scale"] == "feature"
+    as_rna = preprocess(mdata, n_top_genes=50, protein_normalization="log1p")
+    lib = x.sum(1, keepdims=True)
+    np.testing.assert_allclose(as_rna["adt"].X.toarray(), np.log1p(x / lib * 1e4), rtol=1e-5)
+    assert as_rna["adt"].uns["scmosaic_preprocess"]["scale"] == "feature"
+    np.testing.assert_array_equal(as_rna["rna"].X.toarray(), out["rna"].X.toarray())
     with pytest.raises(ValueError, match="kind of modality 'mystery'"):
         preprocess(MuData({"mystery": mdata["rna"].copy(), "rna": mdata["rna"].copy()}))
 
@@ -344,6 +353,7 @@ def test_link_and_preprocess_options_are_checked():
         ({"n_top_genes": 0}, "n_top_genes"),
         ({"target_sum": 0}, "target_sum"),
         ({"kinds": {"rna": "dna"}}, "kinds\\['rna'\\]"),
+        ({"protein_normalization": "arcsinh"}, "protein_normalization"),
     ]:
         with pytest.raises(ValueError, match=words):
             preprocess(mdata, **kwargs)

@@ -269,6 +269,7 @@ def test_link_features_works_or_own_error(spec, table, by, smooth, normalization
     spec=modality_pairs(),
     n_top_genes=st.sampled_from([None, 2, 5, 2000]),
     target_sum=st.sampled_from([None, 1e4]),
+    protein_normalization=st.sampled_from(["clr", "log1p"]),
 )
 @example(  # 2 varying genes: Seurat v3's loess fit (scikit-misc) crashed Python
     spec={
@@ -281,6 +282,7 @@ def test_link_features_works_or_own_error(spec, table, by, smooth, normalization
     },
     n_top_genes=2,
     target_sum=None,
+    protein_normalization="clr",
 )
 @example(  # 6 cells: the loess fit failed deep in scikit-misc ("svddc failed in l2fit")
     spec={
@@ -289,11 +291,18 @@ def test_link_features_works_or_own_error(spec, table, by, smooth, normalization
     },
     n_top_genes=5,
     target_sum=1e4,
+    protein_normalization="log1p",
 )
-def test_preprocess_works_or_own_error(spec, n_top_genes, target_sum):
+def test_preprocess_works_or_own_error(spec, n_top_genes, target_sum, protein_normalization):
     mdata = build(spec)
     before = snapshot(mdata)
-    out = call(preprocess, mdata, n_top_genes=n_top_genes, target_sum=target_sum)
+    out = call(
+        preprocess,
+        mdata,
+        n_top_genes=n_top_genes,
+        target_sum=target_sum,
+        protein_normalization=protein_normalization,
+    )
     assert_unchanged(before, mdata)
     if out is None:
         return

@@ -87,10 +87,12 @@ def test_mouse_genes_choose_the_mouse_table(caplog):
 def test_workflow_summary_names_the_detected_species():
     from scmosaic.workflow import WorkflowOptions, link
 
-    options = WorkflowOptions(table="packaged", link_kwargs={"smooth_neighbors": 0})
+    options = WorkflowOptions(links="table", table="packaged", link_kwargs={"smooth_neighbors": 0})
     assert link(_mouse_cite(), options).info["species"] == "mouse"
     # a table of the user's has no species to report
-    own = WorkflowOptions(table={"CD90.2": "Thy1"}, link_kwargs={"smooth_neighbors": 0})
+    own = WorkflowOptions(
+        links="table", table={"CD90.2": "Thy1"}, link_kwargs={"smooth_neighbors": 0}
+    )
     assert "species" not in link(_mouse_cite(), own).info
 
 

@@ -52,7 +52,7 @@ VALID = {"table": "packaged"}
         ({"batch_key": ""}, ["batch_key", "non-empty string or None", "got ''"]),
         ({"batch_key": 3}, ["batch_key", "non-empty string or None", "got 3"]),
         ({"table": 3}, ["table", "CSV path", "'packaged'", "int"]),
-        ({"table": None}, ["links='table' needs table", "'packaged'"]),
+        ({"table": None}, ["links='table+cca' needs table", "'packaged'"]),
         ({"table": None, "links": "table+cca"}, ["links='table+cca' needs table"]),
         ({"links": "cca", "labels_key": None}, ["cca_init='labels' needs labels_key"]),
         ({"link_kwargs": {"by": "names"}}, ["link_kwargs", "['by']"]),
@@ -118,7 +118,8 @@ def mdata():
 
 def test_link_step_table_names_and_cca(mdata):
     table = {"CD3": "CD3E", "CD4": "CD4", "CD19": "CD19", "CD20": "MS4A1"}
-    linked = link(mdata, WorkflowOptions(table=table, link_kwargs={"smooth_neighbors": 0}))
+    options = WorkflowOptions(links="table", table=table, link_kwargs={"smooth_neighbors": 0})
+    linked = link(mdata, options)
     assert linked.modalities == ("rna", "adt") and linked.spec == ("rna", "adt")
     assert linked.info["modalities"] == ["adt", "rna"]  # the protein side first
     assert linked.info["n_linked_features"] == 4 and linked.info["table"] == table
@@ -168,7 +169,8 @@ def test_cca_components_default_depends_on_the_link_source():
     assert WorkflowOptions(links="table+cca", table="packaged").n_cca_components == 20
     assert WorkflowOptions(links="names+cca").n_cca_components == 20
     assert WorkflowOptions(links="names+cca", cca_components=3).n_cca_components == 3
-    assert WorkflowOptions(table="packaged").n_cca_components is None  # no CCA at all
+    assert WorkflowOptions(table="packaged").n_cca_components == 20  # the default: table+cca
+    assert WorkflowOptions(links="table", table="packaged").n_cca_components is None
 
 
 def test_link_step_errors_are_input_errors(mdata):

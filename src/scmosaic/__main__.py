@@ -51,7 +51,7 @@ examples:
       --save-model reference_model/ --out integrated.h5mu
 
 outputs:
-  OUT (.h5mu)    the two integrated modalities (log-normalised, HVGs, raw counts in
+  OUT (.h5mu)    the two integrated modalities (normalised, HVGs, raw counts in
                  .layers["counts"] unless --no-preprocess) with the joint latent codes in
                  .obsm["X_scmodal"] of each; linked features in .obsm["linked_<other>"]
                  (table/names) or .obsm["X_cca"] (cca)
@@ -97,7 +97,7 @@ reference:
   reference's weights stay frozen, so query cells land in the reference's latent space.
 
 outputs:
-  OUT (.h5mu)    the query modalities as mapped: log-normalised (raw counts in
+  OUT (.h5mu)    the query modalities as mapped: normalised (raw counts in
                  .layers["counts"]) unless --no-preprocess, holding the reference's
                  features in its order (those the query lacks are zeros, counted in
                  .uns["scmosaic_query"]), latent codes in .obsm["X_scmodal"] of each
@@ -344,8 +344,8 @@ def _add_integrate(commands) -> argparse.ArgumentParser:
     training = parser.add_argument_group("preprocessing and training")
     _add_preprocess_argument(
         training,
-        "normalise + log1p + highly variable genes (scmosaic.pp.preprocess); with "
-        "--no-preprocess .X must already be log-normalised",
+        "normalise (RNA: log1p, ADT: CLR) + highly variable genes (scmosaic.pp.preprocess); with "
+        "--no-preprocess .X must already be normalised",
     )
     _add_training_arguments(training)
     _add_output_arguments(parser)
@@ -383,7 +383,7 @@ def _add_map(commands) -> argparse.ArgumentParser:
     training = parser.add_argument_group("preprocessing and training")
     _add_preprocess_argument(
         training,
-        "normalise + log1p with all features kept (scmosaic.pp.preprocess), then the "
+        "normalise (RNA: log1p, ADT: CLR) with all features kept (scmosaic.pp.preprocess), then the "
         "reference's features are selected by name; with --no-preprocess .X must already "
         "be preprocessed as the reference's data were",
     )

@@ -17,3 +17,11 @@ PresetName = Literal["default", "reference"]
 
 AnchorSimilarity = Literal["cosine", "euclidean"]
 """How linked features are compared when minibatch anchors are chosen (``SCMODAL``)."""
+
+ProteinNormalization = Literal["clr", "log1p"]
+"""How :func:`scmosaic.pp.preprocess` normalises protein (ADT) counts: ``"clr"``, the per-cell
+centred log-ratio; ``"log1p"``, ``normalize_total`` and ``log1p`` as for RNA."""
+
+FeatureScale = Literal["feature", "modality"]
+"""How ``SCMODAL`` scales a modality's centred features: by each feature's own standard
+deviation, or by one scale for the whole modality (the features' relative spread is kept)."""

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,11 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from .._checks import check_positive_int, get_modality
-from .._choices import AnchorSimilarity, PresetName
+from .._choices import AnchorSimilarity, FeatureScale, PresetName
 from .._keys import (
     JOINT_LATENT_OBSM_KEY,
     LATENT_OBSM_KEY,
+    PREPROCESS_UNS_KEY,
     QUERY_UNS_KEY,
     batch_registry_key,
     features_registry_key,
@@ -300,8 +301,8 @@ class SCMODAL(BaseModelClass):
     max_geo_similarity
         Clamp of the geometric term's per-cell similarity ({max_geo_similarity}).
     clip
-        Inputs are z-scored per feature with the statistics of ``mdata`` and clipped at
-        ``+-clip``; 0 disables clipping ({clip}).
+        Inputs are centred per feature with the statistics of ``mdata``, scaled (see
+        ``feature_scale``) and clipped at ``+-clip``; 0 disables clipping ({clip}).
     init_std
         Normal initialisation scale of all weights; 0 keeps PyTorch's default initialisation
         ({init_std}).
@@ -332,6 +333,13 @@ class SCMODAL(BaseModelClass):
     use_pairs
         Use the paired cells of the MuData (``False``: treat every modality's cells as
         unpaired, as scmosaic 0.1 did).
+    feature_scale
+        ``{{modality: "feature" | "modality"}}``: divide each centred feature by its own
+        standard deviation (z-scores), or all of a modality's features by one scale, the
+        mean of their standard deviations (the features keep their relative spread). A
+        modality not named takes the ``"scale"`` that :func:`scmosaic.pp.preprocess` recorded
+        in its ``.uns["scmosaic_preprocess"]`` (``"modality"`` for CLR-normalised proteins),
+        else ``"feature"``.
     seed
         Seed of the weight initialisation and of minibatch sampling.
     reference_architecture
@@ -377,6 +385,7 @@ class SCMODAL(BaseModelClass):
         lambda_pair: float | None = None,
         bridge_anchor_weight: float | None = None,
         use_pairs: bool = True,
+        feature_scale: dict[str, FeatureScale] | None = None,
         seed: int = 0,
         reference_architecture: dict | None = None,
     ):
@@ -414,6 +423,7 @@ class SCMODAL(BaseModelClass):
         if not isinstance(use_pairs, bool):
             raise TypeError(f"use_pairs must be True or False, got {use_pairs!r}.")
         self.use_pairs = use_pairs
+        self.feature_scale = self._resolve_feature_scale(feature_scale)
         layout = self.layout
         if reference_architecture is None:
             links = [(link.mod_a, link.mod_b) for link in layout.links]
@@ -729,8 +739,27 @@ class SCMODAL(BaseModelClass):
         """Registered links with their ``.obsm`` keys."""
         return list(self.layout.links)
 
+    def _resolve_feature_scale(self, feature_scale: dict | None) -> dict[str, str]:
+        """``feature_scale`` checked, completed for every modality from its preprocessing record."""
+        feature_scale = dict(feature_scale or {})
+        choices = get_args(FeatureScale)
+        for m, scale in feature_scale.items():
+            if m not in self.modalities:
+                raise ValueError(
+                    f"feature_scale names modality {m!r}, which is not registered; "
+                    f"registered: {self.modalities}."
+                )
+            if scale not in choices:
+                raise ValueError(f"feature_scale[{m!r}] must be one of {choices}, got {scale!r}.")
+        for m in self.modalities:
+            if m not in feature_scale:
+                record = self.adata.mod[m].uns.get(PREPROCESS_UNS_KEY, {})
+                feature_scale[m] = record.get("scale", "feature")
+        return feature_scale
+
     def _feature_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per-feature mean and std (ddof=1, 0 -> 1) of each registered modality.
+        """Per-feature mean and scale of each registered modality: the std (ddof=1, 0 -> 1),
+        or with ``feature_scale`` ``"modality"`` the mean of the features' stds.
 
         A query model gets placeholders of the reference's sizes: its statistics are the
         reference's, loaded with the weights.
@@ -740,10 +769,15 @@ class SCMODAL(BaseModelClass):
                 m: (np.zeros(len(names)), np.ones(len(names)))
                 for m, names in self.reference_architecture["features"].items()
             }
-        return {
-            m: feature_mean_std(self.adata_manager.get_from_registry(features_registry_key(m)))
-            for m in self.modalities
-        }
+        statistics = {}
+        for m in self.modalities:
+            mean, std = feature_mean_std(
+                self.adata_manager.get_from_registry(features_registry_key(m))
+            )
+            if self.feature_scale[m] == "modality":
+                std = np.full_like(std, std.mean())
+            statistics[m] = (mean, std)
+        return statistics
 
     # -------------------------------------------------------------- training
     @document_presets

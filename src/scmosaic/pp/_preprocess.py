@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import get_args
 
 import anndata as ad
 import numpy as np
@@ -14,6 +14,7 @@ from mudata import MuData
 from scipy import sparse
 
 from .._checks import check_positive_int, get_modality
+from .._choices import Kind, ProteinNormalization
 from .._keys import COUNTS_LAYER, PREPROCESS_UNS_KEY
 from .._mudata import new_mudata
 from ._embedding import column_range
@@ -21,8 +22,8 @@ from ._inputs import check_n_cells, check_number, get_matrix
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["rna", "adt", "atac"]
-_KINDS = ("rna", "adt", "atac")
+_KINDS = get_args(Kind)
+_PROTEIN_NORMALIZATIONS = get_args(ProteinNormalization)
 _KIND_BY_NAME = {
     "rna": "rna", "gex": "rna", "gene": "rna", "genes": "rna", "expression": "rna",
     "adt": "adt", "prot": "adt", "protein": "adt", "proteins": "adt", "cite": "adt",
@@ -47,14 +48,23 @@ def infer_kind(modality: str) -> str:
     return kind
 
 
-def _check_options(kinds: dict, n_top_genes, target_sum) -> None:
+def _check_options(kinds: dict, n_top_genes, target_sum, protein_normalization) -> None:
     for m, kind in kinds.items():
         if kind not in _KINDS:
             raise ValueError(f"kinds[{m!r}] must be one of {_KINDS}, got {kind!r}.")
+    if protein_normalization not in _PROTEIN_NORMALIZATIONS:
+        raise ValueError(
+            f"protein_normalization must be one of {_PROTEIN_NORMALIZATIONS}, "
+            f"got {protein_normalization!r}."
+        )
     if n_top_genes is not None:
         check_positive_int(n_top_genes, "n_top_genes")
     check_number(target_sum, "target_sum", positive=True, allow_none=True)
 
+
+PREPROCESS_SCALE = {"clr": "modality", "log1p": "feature"}
+"""How the model scales each normalisation's centred values (``SCMODAL(feature_scale=...)``):
+per-protein z-scoring of CLR values flattens the spread that tells fine states apart."""
 
 _KEEP_ALL = "pass n_top_genes=None to keep all features"
 _MIN_VARYING = 4
@@ -84,6 +94,22 @@ def _highly_variable(adata: ad.AnnData, n_top_genes: int, modality: str) -> ad.A
     return adata[:, adata.var["highly_variable"].to_numpy()].copy()
 
 
+def clr(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Per-cell centred log-ratio of counts: ``log1p(x / g)``, ``g`` the geometric mean of
+    ``1 + x`` over the cell's features.
+
+    The form of Seurat's ``CLR`` and ``muon.prot.pp.clr(adata, axis=1)``; zeros stay zeros,
+    so a sparse matrix stays sparse.
+    """
+    counts = sparse.csr_matrix(counts, dtype=np.float32, copy=True)
+    log_counts = counts.copy()
+    log_counts.data = np.log1p(log_counts.data)
+    mean_log = np.asarray(log_counts.sum(axis=1)).ravel() / counts.shape[1]
+    counts.data /= np.repeat(np.exp(mean_log), np.diff(counts.indptr)).astype(np.float32)
+    counts.data = np.log1p(counts.data)
+    return counts
+
+
 def _renamed_rows(values, index: pd.Index):
     """A copy of an ``.obsm`` entry; a DataFrame gets the (string) cell names as its index."""
     if isinstance(values, pd.DataFrame):
@@ -98,18 +124,25 @@ def preprocess(
     counts_layer: str | None = None,
     n_top_genes: int | None = 2000,
     target_sum: float | None = 1e4,
+    protein_normalization: ProteinNormalization = "clr",
 ) -> MuData:
     """Normalise each modality from raw counts as scMODAL expects; returns a new MuData.
 
-    For every modality: ``normalize_total`` (``target_sum``), ``log1p``; RNA and ATAC are
-    then restricted to ``n_top_genes`` highly variable features (Seurat v3 flavour on the
-    counts) when they have more. Per-feature z-scoring with clipping is part of the model
+    RNA and ATAC: ``normalize_total`` (``target_sum``) and ``log1p``, restricted to
+    ``n_top_genes`` highly variable features (Seurat v3 flavour on the counts) when they have
+    more. Proteins (ADT): the per-cell centred log-ratio (:func:`clr`), the normalisation
+    of CITE-seq protein counts in Seurat and muon; ``protein_normalization="log1p"`` treats
+    them as RNA instead (scmosaic 0.1). Scaling with clipping is part of the model
     (:class:`~scmosaic.SCMODAL` standardises each minibatch with statistics stored in the
-    model), so sparse data stay sparse.
+    model), so sparse data stay sparse; CLR proteins are recorded to be scaled by one
+    scale for the panel rather than one per protein (``"scale": "modality"`` in the
+    ``.uns`` record), which keeps what separates fine states (user guide, "Fine states
+    across modalities").
 
     The input is not modified. In the returned MuData each modality has ``.X`` = the
     log-normalised values, ``.layers["counts"]`` = the raw counts, ``.var["highly_variable"]``
-    (RNA/ATAC) and ``.uns["scmosaic_preprocess"]`` = the parameters; ``.obs`` and ``.obsm``
+    (RNA/ATAC) and ``.uns["scmosaic_preprocess"]`` = the parameters (``kind``,
+    ``normalization``, ``scale``, ``target_sum``, ``n_top_genes``); ``.obs`` and ``.obsm``
     (e.g. linked features) are kept; cell names become strings, as AnnData expects. A
     backed modality (``mudata.read_h5mu(path, backed=True)``) is read into memory.
 
@@ -131,7 +164,10 @@ def preprocess(
     n_top_genes
         Highly variable features kept for RNA/ATAC (``None``: keep all).
     target_sum
-        Library size after normalisation (``None``: the median library size).
+        Library size after ``normalize_total`` (``None``: the median library size); not used
+        by CLR.
+    protein_normalization
+        ``"clr"`` (per-cell centred log-ratio) or ``"log1p"`` (as RNA) for ADT modalities.
 
     Returns
     -------
@@ -152,7 +188,7 @@ def preprocess(
     """
     modalities = list(modalities or mdata.mod)
     kinds = dict(kinds or {})
-    _check_options(kinds, n_top_genes, target_sum)
+    _check_options(kinds, n_top_genes, target_sum, protein_normalization)
     out = {}
     for m in modalities:
         src = get_modality(mdata, m)
@@ -182,11 +218,17 @@ def preprocess(
         adata.layers[COUNTS_LAYER] = counts.copy()
         if select_hvg:
             adata = _highly_variable(adata, n_top_genes, m)
-        sc.pp.normalize_total(adata, target_sum=target_sum)
-        sc.pp.log1p(adata)
-        adata.uns.pop("log1p", None)
+        normalization = protein_normalization if kind == "adt" else "log1p"
+        if normalization == "clr":
+            adata.X = clr(adata.layers[COUNTS_LAYER])
+        else:
+            sc.pp.normalize_total(adata, target_sum=target_sum)
+            sc.pp.log1p(adata)
+            adata.uns.pop("log1p", None)
         adata.uns[PREPROCESS_UNS_KEY] = {
             "kind": kind,
+            "normalization": normalization,
+            "scale": PREPROCESS_SCALE[normalization],
             "target_sum": "median" if target_sum is None else float(target_sum),
             "n_top_genes": -1 if n_top_genes is None else int(n_top_genes),
         }

@@ -57,7 +57,7 @@ class MapOptions:
         Kind (``"rna"``, ``"adt"``, ``"atac"``) of modalities whose names do not tell it;
         used by preprocessing.
     preprocess
-        Run :func:`scmosaic.pp.preprocess` with all features kept (normalisation, log1p);
+        Run :func:`scmosaic.pp.preprocess` with all features kept (RNA: log1p, ADT: CLR);
         the reference's features are then selected by name. With ``False`` ``.X`` must be
         preprocessed as the reference's data were.
     layer

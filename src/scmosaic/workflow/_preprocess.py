@@ -24,7 +24,7 @@ def preprocess(mdata: MuData, options: WorkflowOptions) -> MuData:
 
     Returns
     -------
-    A new MuData of the two modalities, log-normalised (raw counts in
+    A new MuData of the two modalities, normalised (RNA/ATAC log1p, ADT CLR; raw counts in
     ``.layers["counts"]``, highly variable genes for RNA/ATAC), ``.obsm`` kept; ``mdata``
     itself when ``options.preprocess`` is ``False``.
 
