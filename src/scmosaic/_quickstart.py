@@ -93,7 +93,8 @@ def run_quickstart(
     out_dir
         Output folder (created).
     options
-        The workflow's options (default: packaged table links, the default preset).
+        The workflow's options (default: the packaged table's links beside CCA scores,
+        the default preset).
     overwrite
         Replace the output files if ``out_dir`` already holds any of them; by default the
         run refuses to start.

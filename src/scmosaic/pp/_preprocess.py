@@ -130,7 +130,8 @@ def preprocess(
 
     RNA and ATAC: ``normalize_total`` (``target_sum``) and ``log1p``, restricted to
     ``n_top_genes`` highly variable features (Seurat v3 flavour on the counts) when they have
-    more. Proteins (ADT): the per-cell centred log-ratio (:func:`clr`), the normalisation
+    more. Proteins (ADT): the per-cell centred log-ratio (``log1p(x / g)``, ``g`` the
+    geometric mean of ``1 + x`` over the cell's proteins), the normalisation
     of CITE-seq protein counts in Seurat and muon; ``protein_normalization="log1p"`` treats
     them as RNA instead (scmosaic 0.1). Scaling with clipping is part of the model
     (:class:`~scmosaic.SCMODAL` standardises each minibatch with statistics stored in the
