@@ -360,3 +360,30 @@ def test_reference_layers_are_read_for_modalities_the_query_lacks():
     codes = model.get_latent_representation(mdata)
     for m, expected in reference.get_latent_representation().items():
         assert np.array_equal(codes[m], expected), m
+
+
+def test_new_data_normalised_otherwise_are_refused(tmp_path):
+    """The model keeps how pp.preprocess normalised each modality; new data whose record says
+    otherwise are refused by name (as a query or embedded directly), unrecorded data pass."""
+    record = "scmosaic_preprocess"
+    mdata = make_mosaic(n_per_batch=40, batch_shift=BATCH_SHIFT)
+    mdata.mod["rna"].uns[record] = {"normalization": "log1p", "scale": "feature"}
+    mdata.mod["adt"].uns[record] = {"normalization": "clr", "scale": "modality"}
+    SCMODAL.setup_mudata(mdata, modalities=["rna", "adt"], links=LINKS, batch_key="batch")
+    model = SCMODAL(mdata, **SMALL)
+    model.train(max_steps=5, **TRAIN)
+    assert model.normalization_ == {"rna": "log1p", "adt": "clr"}
+    model.save(tmp_path / "reference", save_anndata=False)
+    query = _query("adt")
+    query.mod["adt"].uns[record] = {"normalization": "log1p"}
+    fix = "'adt' was normalised by 'log1p'.*protein_normalization='clr'"
+    for reference in (model, tmp_path / "reference"):
+        with pytest.raises(ValueError, match=fix):
+            SCMODAL.prepare_query_mudata(query, reference)
+    other = mdata.copy()
+    other.mod["adt"].uns[record] = {"normalization": "log1p"}
+    with pytest.raises(ValueError, match=fix):
+        model.get_latent_representation(other)
+    del query.mod["adt"].uns[record]  # no record: the user normalised it, nothing to compare
+    mapped = _map(tmp_path / "reference", query, max_steps=0)
+    assert mapped.normalization_ == model.normalization_

@@ -16,12 +16,40 @@ import torch
 from anndata import AnnData
 from scipy import sparse
 
+from .._keys import PREPROCESS_UNS_KEY
+
 
 class FeatureMismatchError(KeyError):
     """New data lack features the model was trained on."""
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
         return str(self.args[0])
+
+
+def recorded_normalization(adata: AnnData) -> str | None:
+    """How :func:`scmosaic.pp.preprocess` normalised ``adata`` (``None``: no record)."""
+    return adata.uns.get(PREPROCESS_UNS_KEY, {}).get("normalization")
+
+
+def check_normalization(adata: AnnData, modality: str, expected: str | None) -> None:
+    """Refuse data that ``pp.preprocess`` normalised otherwise than the model's training data.
+
+    Only recorded normalisations are compared: data without a record (normalised by the user)
+    or a model without one (saved by scmosaic before 0.2) pass.
+
+    Raises
+    ------
+    ValueError
+        Both are recorded and differ; the message names the modality and the fix.
+    """
+    found = recorded_normalization(adata)
+    if expected is None or found is None or found == expected:
+        return
+    raise ValueError(
+        f"Modality {modality!r} was normalised by {found!r} (scmosaic.pp.preprocess), but the "
+        f"model was trained on {expected!r}-normalised values; preprocess the new data as the "
+        f"training data were: scmosaic.pp.preprocess(mdata, protein_normalization={expected!r})."
+    )
 
 
 def feature_order(var_names: pd.Index, trained: Sequence[str], modality: str) -> np.ndarray | None:

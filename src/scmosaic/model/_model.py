@@ -35,7 +35,13 @@ from .._stats import feature_mean_std
 from ._bridge import CHUNK, MIN_LANDMARKS, bridge_features, principal_components
 from ._convergence import ConvergenceRule, ConvergenceStopping
 from ._data_module import UnpairedDataModule
-from ._features import feature_order, iterate_rows, registered_matrix
+from ._features import (
+    check_normalization,
+    feature_order,
+    iterate_rows,
+    recorded_normalization,
+    registered_matrix,
+)
 from ._imputation import IMPUTATION_NEIGHBORS, average_rows, neighbor_weights
 from ._layout import DataLayout, Link, bridge_key
 from ._module import SCMODALModule
@@ -458,6 +464,17 @@ class SCMODAL(BaseModelClass):
             if reference_architecture is None
             else {m: list(v) for m, v in reference_architecture["features"].items()}
         )
+        # Also saved: how pp.preprocess normalised each modality, so that new data
+        # normalised otherwise are refused rather than silently mis-scaled.
+        self.normalization_ = (
+            {
+                m: found
+                for m in self.modalities
+                if (found := recorded_normalization(self.adata.mod[m])) is not None
+            }
+            if reference_architecture is None
+            else dict(reference_architecture.get("normalization") or {})
+        )
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -595,6 +612,7 @@ class SCMODAL(BaseModelClass):
         for m in parts.setup_args["modalities"]:
             if m not in query.mod:
                 continue
+            check_normalization(query.mod[m], m, (parts.normalization or {}).get(m))
             trained = parts.trained_features[m]
             modalities[m], missing = align_features(query.mod[m], trained, m)
             report[m] = {"n_features": len(trained), "missing": missing}
@@ -1081,6 +1099,7 @@ class SCMODAL(BaseModelClass):
         Features are matched to the trained ones by name; linked features are not read.
         """
         adata = get_modality(self.adata if mdata is None else mdata, modality)
+        check_normalization(adata, modality, getattr(self, "normalization_", {}).get(modality))
         columns = feature_order(adata.var_names, self._trained_features(modality), modality)
         layer = self._layer(modality)
         matrix = registered_matrix(adata, layer, modality)

@@ -37,6 +37,7 @@ class ReferenceParts:
     state_dict: dict
     trained_features: dict[str, list[str]]
     latent_sketch: dict[str, np.ndarray] | None = None
+    normalization: dict[str, str] | None = None
 
     @property
     def setup_args(self) -> dict:
@@ -77,6 +78,7 @@ class ReferenceParts:
             },
             # The registered layer of every reference modality, also those a query lacks.
             "layers": dict(self.setup_args.get("layers") or {}),
+            "normalization": dict(self.normalization or {}),
         }
 
     @property
@@ -115,6 +117,7 @@ def read_reference(reference) -> ReferenceParts:
             state_dict,
             trained,
             attr_dict.get("latent_sketch_"),
+            attr_dict.get("normalization_"),
         )
         if parts.is_query:
             raise ValueError(
@@ -136,6 +139,7 @@ def read_reference(reference) -> ReferenceParts:
         {k: v.detach().cpu().clone() for k, v in reference.module.state_dict().items()},
         {m: list(names) for m, names in reference.trained_features_.items()},
         getattr(reference, "latent_sketch_", None),
+        getattr(reference, "normalization_", None),
     )
 
 
