@@ -26,9 +26,9 @@ class FeatureMismatchError(KeyError):
         return str(self.args[0])
 
 
-def recorded_normalization(adata: AnnData) -> str | None:
-    """How :func:`scmosaic.pp.preprocess` normalised ``adata`` (``None``: no record)."""
-    return adata.uns.get(PREPROCESS_UNS_KEY, {}).get("normalization")
+def preprocess_record(adata: AnnData) -> dict:
+    """What :func:`scmosaic.pp.preprocess` recorded of ``adata`` (empty: no record)."""
+    return dict(adata.uns.get(PREPROCESS_UNS_KEY, {}))
 
 
 def check_normalization(adata: AnnData, modality: str, expected: str | None) -> None:
@@ -42,7 +42,7 @@ def check_normalization(adata: AnnData, modality: str, expected: str | None) -> 
     ValueError
         Both are recorded and differ; the message names the modality and the fix.
     """
-    found = recorded_normalization(adata)
+    found = preprocess_record(adata).get("normalization")
     if expected is None or found is None or found == expected:
         return
     raise ValueError(

@@ -25,7 +25,6 @@ from .._choices import AnchorSimilarity, FeatureScale, PresetName
 from .._keys import (
     JOINT_LATENT_OBSM_KEY,
     LATENT_OBSM_KEY,
-    PREPROCESS_UNS_KEY,
     QUERY_UNS_KEY,
     batch_registry_key,
     features_registry_key,
@@ -39,7 +38,7 @@ from ._features import (
     check_normalization,
     feature_order,
     iterate_rows,
-    recorded_normalization,
+    preprocess_record,
     registered_matrix,
 )
 from ._imputation import IMPUTATION_NEIGHBORS, average_rows, neighbor_weights
@@ -470,7 +469,7 @@ class SCMODAL(BaseModelClass):
             {
                 m: found
                 for m in self.modalities
-                if (found := recorded_normalization(self.adata.mod[m])) is not None
+                if (found := preprocess_record(self.adata.mod[m]).get("normalization"))
             }
             if reference_architecture is None
             else dict(reference_architecture.get("normalization") or {})
@@ -771,8 +770,7 @@ class SCMODAL(BaseModelClass):
                 raise ValueError(f"feature_scale[{m!r}] must be one of {choices}, got {scale!r}.")
         for m in self.modalities:
             if m not in feature_scale:
-                record = self.adata.mod[m].uns.get(PREPROCESS_UNS_KEY, {})
-                feature_scale[m] = record.get("scale", "feature")
+                feature_scale[m] = preprocess_record(self.adata.mod[m]).get("scale", "feature")
         return feature_scale
 
     def _feature_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -32,7 +32,10 @@ def _mlp(n_in: int, n_hidden: int, n_out: int, n_hidden_layers: int = 1) -> nn.S
 
 
 class Standardizer(nn.Module):
-    """Per-feature z-scoring with fixed statistics, clipped at ``+-clip`` (0: no clipping).
+    """Centring and scaling with fixed statistics, clipped at ``+-clip`` (0: no clipping).
+
+    ``mean`` is per feature; ``std`` per feature (z-scores) or one value repeated (a
+    modality-wide scale, ``SCMODAL(feature_scale=...)``).
 
     Statistics are buffers, so they are saved with the model and a reloaded model scales new
     data exactly as it scaled the training data; sparse input stays sparse until a minibatch.
