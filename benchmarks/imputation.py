@@ -3,9 +3,10 @@
 Protocol: the paired CITE-seq sets (Hao subset, PBMC 10k) with the pairing hidden by
 ``hide_pairing(mode="halves")``: RNA of one half of the cells, ADT of the other half, so no
 RNA cell's own proteins are among the cells a method can copy from. Each method predicts
-the ADTs of every RNA cell; the truth is the cell's measured ADT, log-normalised as
-``scmosaic.pp.preprocess`` does (``normalize_total(1e4)``, ``log1p``). Every method
-averages or decodes the same log-normalised ADT values of the ADT half. Seeds 0-2, one CPU
+the ADTs of every RNA cell; the truth is the cell's measured ADT, normalised as
+``scmosaic.pp.preprocess`` does (per cell: the CLR since 2026-12-02, ``normalize_total(1e4)``
+and ``log1p`` before). Every method averages or decodes the same normalised ADT values of
+the ADT half. Seeds 0-2, one CPU
 thread. Scores: Pearson correlation per protein across RNA cells and per cell across
 proteins (medians).
 
@@ -52,14 +53,14 @@ K_LINKED = (15, 50)
 K_EMBEDDING = 50
 
 
-def log_normalised(adata) -> np.ndarray:
-    """Log-normalised values as ``scmosaic.pp.preprocess`` computes them (per cell)."""
-    import scanpy as sc
+def normalised_adt(adata) -> np.ndarray:
+    """ADT values as ``scmosaic.pp.preprocess`` normalises them (per cell, so a held-out
+    cell's truth does not depend on the other cells)."""
+    from mudata import MuData
 
-    adata = adata.copy()
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    return dense(adata.X, np.float64)
+    import scmosaic
+
+    return dense(scmosaic.pp.preprocess(MuData({"adt": adata}))["adt"].X, np.float64)
 
 
 def correlations(imputed: np.ndarray, truth: np.ndarray) -> dict:
@@ -94,10 +95,10 @@ def nearest_mean(pool: np.ndarray, queries: np.ndarray, values: np.ndarray, k: i
 
 
 def truth_of(mdata, dataset: str) -> np.ndarray:
-    """Measured log-normalised ADT of each RNA cell of the unpaired ``mdata`` (by cell_id)."""
+    """Measured, normalised ADT of each RNA cell of the unpaired ``mdata`` (by cell_id)."""
     full = load(dataset)["adt"]
     rows = full.obs_names.get_indexer(mdata["rna"].obs["cell_id"])
-    return log_normalised(full)[rows]
+    return normalised_adt(full)[rows]
 
 
 def run_scmosaic(dataset: str, seed: int) -> dict[str, dict]:
@@ -130,7 +131,7 @@ def run_maxfuse(dataset: str, seed: int) -> dict[str, dict]:
     mdata = scmosaic.datasets.hide_pairing(load(dataset), mode="halves", seed=seed)
     mdata, fusor, seconds, info = fit_maxfuse(mdata, dataset, seed)
     truth = truth_of(mdata, dataset)
-    adt = log_normalised(mdata["adt"])
+    adt = normalised_adt(mdata["adt"])
     rows_rna, rows_adt, _ = fusor.get_matching(order=(1, 2), target="full_data")
     rows_rna, rows_adt = np.asarray(rows_rna, int), np.asarray(rows_adt, int)
     n_rna = mdata["rna"].n_obs
