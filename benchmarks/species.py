@@ -9,7 +9,8 @@ thread, seeds 0-2, scored like ``compare.py`` (label transfer on the coarse labe
 * ``packaged_human``: the packaged human table forced (``species="human"``): the default
   before the mouse table existed.
 * ``totalvi_table``: the totalVI mouse TotalSeq table (a test input, never packaged); these
-  runs are ``early_stopping.py``'s SLN runs, same protocol, read from its results.
+  runs are ``compare.py``'s SLN runs of the default (``scmodal_table_cca``: the same
+  workflow and links), read from its results.
 
 Usage:
     python benchmarks/species.py --seeds 0 1 2 --jobs 2
@@ -61,12 +62,14 @@ def run_one(variant: str, seed: int) -> dict:
 
 
 def _totalvi_runs() -> list[dict]:
-    """``early_stopping.py``'s SLN runs: the same workflow with the totalVI mouse table."""
+    """``compare.py``'s SLN runs of the default: the same workflow with the totalVI mouse
+    table."""
     from _data import load
 
     from scmosaic import workflow
 
-    runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "early_stopping").glob("sln_*"))]
+    paths = sorted((RESULTS / "compare").glob("sln_unpaired_scmodal_table_cca_seed*.json"))
+    runs = [json.loads(p.read_text()) for p in paths]
     if runs:
         options = workflow_options("sln", link_kwargs={"smooth_neighbors": 0})
         report = workflow.link(load("sln"), options).report
