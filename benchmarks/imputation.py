@@ -218,7 +218,7 @@ def load_runs() -> list[dict]:
 def report(runs: list[dict]) -> str:
     lines = [
         "Median [min-max] over seeds of the median Pearson correlation with the held-out "
-        "measurements (log-normalised ADT), pairing hidden by halves.",
+        "measurements (ADT normalised as pp.preprocess does: per-cell CLR), pairing hidden by halves.",
         "",
         "| dataset | imputation | seeds | Pearson per protein | Pearson per cell |",
         "|---|---|---|---|---|",
