@@ -1097,7 +1097,8 @@ class SCMODAL(BaseModelClass):
         Features are matched to the trained ones by name; linked features are not read.
         """
         adata = get_modality(self.adata if mdata is None else mdata, modality)
-        check_normalization(adata, modality, getattr(self, "normalization_", {}).get(modality))
+        if mdata is not None:  # the model's own data were recorded when it was made
+            check_normalization(adata, modality, self.normalization_.get(modality))
         columns = feature_order(adata.var_names, self._trained_features(modality), modality)
         layer = self._layer(modality)
         matrix = registered_matrix(adata, layer, modality)
