@@ -111,26 +111,46 @@ def test_decoder_imputation_named_and_unscaled(unpaired):
         model.get_imputed_features("rna", "protein")
 
 
-def test_neighbor_imputation_averages_nearest_measured_cells(unpaired):
-    """The default: each RNA cell gets the mean measured ADT of its k nearest ADT cells in
-    the latent space, in log space and (clipped, z-scored) in the scaled space."""
-    from sklearn.neighbors import NearestNeighbors
+def _kernel_average(source, target, values, k, rank):
+    """The documented kernel average, written out densely: weights exp(-(d / s)^2) over the
+    k nearest target cells, s the distance to the rank-th nearest."""
+    distances = np.linalg.norm(source[:, None, :] - target[None, :, :], axis=2)
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    d = np.take_along_axis(distances, nearest, axis=1)
+    w = np.exp(-((d / d[:, [min(rank, k) - 1]]) ** 2))
+    return (values[nearest] * (w / w.sum(1, keepdims=True))[..., None]).sum(1)
+
+
+def test_neighbor_imputation_kernel_averages_nearest_measured_cells(unpaired):
+    """The default: each RNA cell gets a Gaussian-kernel average of the measured ADT of its k
+    nearest ADT cells in the latent space, in log space and (clipped, z-scored) in the
+    scaled space."""
+    from scmosaic.model._imputation import BANDWIDTH_RANK
 
     model = _trained(unpaired)
     latent = model.get_latent_representation()
-    k = 7
-    nearest = NearestNeighbors(n_neighbors=k).fit(latent["adt"]).kneighbors(latent["rna"])[1]
     measured = unpaired["adt"].X.toarray()
-    log = model.get_imputed_features("rna", "adt", space="log", n_neighbors=k, batch_size=16)
+    for k in (7, 60):  # the width at the k-th, then at the BANDWIDTH_RANK-th neighbour
+        log = model.get_imputed_features("rna", "adt", space="log", n_neighbors=k, batch_size=16)
+        expected = _kernel_average(latent["rna"], latent["adt"], measured, k, BANDWIDTH_RANK)
+        np.testing.assert_allclose(log.to_numpy(), expected, rtol=1e-4, atol=1e-4)
     assert list(log.columns) == list(unpaired.mod["adt"].var_names)
     assert list(log.index) == list(unpaired.mod["rna"].obs_names)
-    np.testing.assert_allclose(log.to_numpy(), measured[nearest].mean(1), rtol=1e-5, atol=1e-5)
+    # Not a plain mean: the nearest cells weigh more.
+    plain = measured[
+        np.argsort(np.linalg.norm(latent["rna"][:, None] - latent["adt"][None], axis=2), axis=1)[
+            :, :60
+        ]
+    ].mean(1)
+    assert np.abs(log.to_numpy() - plain).max() > 1e-2
     scaled_cells = model.module.scale("adt", torch.as_tensor(measured)).numpy()
-    scaled = model.get_imputed_features("rna", "adt", n_neighbors=k)
-    np.testing.assert_allclose(scaled.to_numpy(), scaled_cells[nearest].mean(1), atol=1e-5)
-    # k beyond the number of ADT cells: every cell gets the mean of all of them.
+    scaled = model.get_imputed_features("rna", "adt", n_neighbors=7)
+    expected = _kernel_average(latent["rna"], latent["adt"], scaled_cells, 7, BANDWIDTH_RANK)
+    np.testing.assert_allclose(scaled.to_numpy(), expected, atol=1e-4)
+    # k beyond the number of ADT cells: all of them, still a convex combination.
     everything = model.get_imputed_features("rna", "adt", space="log", n_neighbors=10_000)
-    np.testing.assert_allclose(everything.to_numpy()[0], measured.mean(0), rtol=1e-5)
+    assert (everything.to_numpy() >= measured.min(0) - 1e-5).all()
+    assert (everything.to_numpy() <= measured.max(0) + 1e-5).all()
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match="n_neighbors"):
             model.get_imputed_features("rna", "adt", n_neighbors=bad)
@@ -447,3 +467,15 @@ def test_feature_scale_from_preprocessing_record_or_argument(unpaired):
         SCMODAL(unpaired, feature_scale={"protein": "modality"}, **SMALL)
     with pytest.raises(ValueError, match="feature_scale\\['adt'\\]"):
         SCMODAL(unpaired, feature_scale={"adt": "panel"}, **SMALL)
+
+
+def test_neighbor_weights_duplicated_codes_share_the_weight():
+    """A source cell whose nearest target cells sit at distance 0 (duplicated codes, width 0)
+    gets their equal mean, not NaN."""
+    from scmosaic.model._imputation import neighbor_weights
+
+    target = np.array([[0.0, 0.0]] * 40 + [[1.0, 0.0], [5.0, 5.0]], dtype=np.float32)
+    weights = neighbor_weights(np.zeros((1, 2), np.float32), target, 42).toarray()
+    np.testing.assert_allclose(weights[0, :40], 1 / 40, rtol=1e-6)
+    np.testing.assert_allclose(weights[0, 40:], 0, atol=1e-12)
+    assert neighbor_weights(np.zeros((0, 2)), target, 5).shape == (0, 42)

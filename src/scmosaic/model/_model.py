@@ -1337,8 +1337,10 @@ class SCMODAL(BaseModelClass):
     ) -> pd.DataFrame:
         """Cross-modal imputation: the target's features for each cell of the source.
 
-        ``method="neighbors"`` (default): the mean of the measured target values of the
-        ``n_neighbors`` target cells nearest to each source cell in the joint latent space.
+        ``method="neighbors"`` (default): a weighted mean of the measured target values of
+        the ``n_neighbors`` target cells nearest to each source cell in the joint latent
+        space, the weights a Gaussian kernel of the distance whose width is the cell's
+        distance to its 30th nearest target cell (user guide, "Cross-modal imputation").
         The target cells are those of the model's registered data (the training data, or a
         query model's query); a paired cell's own measurement is among its neighbours.
         ``method="decoder"``: the decoder's prediction ``G_target(E_source(x_source))``, which
@@ -1364,7 +1366,7 @@ class SCMODAL(BaseModelClass):
         method
             ``"neighbors"`` or ``"decoder"``.
         n_neighbors
-            Target cells averaged per source cell (``method="neighbors"``; capped at the
+            Target cells weighed per source cell (``method="neighbors"``; capped at the
             number of target cells).
 
         Returns
