@@ -125,7 +125,7 @@ def test_neighbor_imputation_kernel_averages_nearest_measured_cells(unpaired):
     """The default: each RNA cell gets a Gaussian-kernel average of the measured ADT of its k
     nearest ADT cells in the latent space, in log space and (clipped, z-scored) in the
     scaled space."""
-    from scmosaic.model._imputation import BANDWIDTH_RANK
+    from scmosaic.tl._impute import BANDWIDTH_RANK
 
     model = _trained(unpaired)
     latent = model.get_latent_representation()
@@ -472,7 +472,7 @@ def test_feature_scale_from_preprocessing_record_or_argument(unpaired):
 def test_neighbor_weights_duplicated_codes_share_the_weight():
     """A source cell whose nearest target cells sit at distance 0 (duplicated codes, width 0)
     gets their equal mean, not NaN."""
-    from scmosaic.model._imputation import neighbor_weights
+    from scmosaic.tl._impute import neighbor_weights
 
     target = np.array([[0.0, 0.0]] * 40 + [[1.0, 0.0], [5.0, 5.0]], dtype=np.float32)
     weights = neighbor_weights(np.zeros((1, 2), np.float32), target, 42).toarray()

@@ -33,7 +33,7 @@ from scmosaic.metrics import (
     label_transfer_accuracy,
 )
 from scmosaic.pp import cca_links, link_features, preprocess
-from scmosaic.tl import knn_transfer
+from scmosaic.tl import knn_impute, knn_transfer
 
 PACKAGE = Path(scmosaic.__file__).resolve().parent
 OWN_ERRORS = (ValueError, KeyError, TypeError)
@@ -420,6 +420,22 @@ def test_foscttm_works_or_own_error(pair, metric):
 
 
 labels = st.sampled_from(["T", "B", "NK", None, np.nan])
+
+
+@FAST
+@given(pair=embedding_pairs(same_rows=False), k=st.integers(1, 300))
+def test_knn_impute_works_or_own_error(pair, k):
+    """Any embeddings: an own error, or a convex combination of the reference's values."""
+    a, b = pair
+    values = np.arange(len(a) * 2, dtype=np.float64).reshape(len(a), 2) if len(a) else a
+    before = copy.deepcopy((a, b, values))
+    imputed = call(knn_impute, a, values, b, n_neighbors=k)
+    _unchanged_arrays(before, (a, b, values))
+    if imputed is not None:
+        assert imputed.shape == (len(b), values.shape[1]) and np.isfinite(imputed).all()
+        if len(b):
+            assert (imputed >= values.min(0) - 1e-3).all()
+            assert (imputed <= values.max(0) + 1e-3).all()
 
 
 @FAST

@@ -96,3 +96,27 @@ def test_clear_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         scmosaic.tl.transfer_labels(mdata, **args)
     assert "ct_transferred" not in mdata["adt"].obs
+
+
+def test_knn_impute_is_the_kernel_average_and_checks_inputs():
+    """Nearby reference cells dominate, far ones barely count; shapes are checked by name."""
+    from scmosaic.tl import knn_impute
+
+    ref = np.concatenate([np.linspace(0, 0.39, 40), [10.0]])[:, None]
+    values = np.zeros((41, 2))
+    values[:40, 0], values[40] = 1.0, (100.0, 5.0)
+    imputed = knn_impute(ref, values, np.array([[0.0], [10.0]]), n_neighbors=41)
+    # The width is the distance to the 30th nearest (0.29): the cell at 10 weighs ~exp(-1189).
+    np.testing.assert_allclose(imputed[0], [1.0, 0.0], atol=1e-6)
+    # Fewer neighbours than 30: the width is the k-th's distance, which weighs exp(-1).
+    d = np.array([0.0, 9.61, 9.62, 9.63])
+    w = np.exp(-((d / 9.63) ** 2))
+    expected = (w / w.sum()) @ values[[40, 39, 38, 37]]
+    imputed = knn_impute(ref, values, np.array([[10.0]]), n_neighbors=4)
+    np.testing.assert_allclose(imputed[0], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="ref_values"):
+        knn_impute(ref, values[:3], ref)
+    with pytest.raises(ValueError, match="same space"):
+        knn_impute(ref, values, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="n_neighbors"):
+        knn_impute(ref, values, ref, n_neighbors=0)

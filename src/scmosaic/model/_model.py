@@ -31,6 +31,7 @@ from .._keys import (
 )
 from .._mudata import new_mudata
 from .._stats import feature_mean_std
+from ..tl._impute import IMPUTATION_NEIGHBORS, average_rows, neighbor_weights
 from ._bridge import CHUNK, MIN_LANDMARKS, bridge_features, principal_components
 from ._convergence import ConvergenceRule, ConvergenceStopping
 from ._data_module import UnpairedDataModule
@@ -41,7 +42,6 @@ from ._features import (
     preprocess_record,
     registered_matrix,
 )
-from ._imputation import IMPUTATION_NEIGHBORS, average_rows, neighbor_weights
 from ._layout import DataLayout, Link, bridge_key
 from ._module import SCMODALModule
 from ._presets import (

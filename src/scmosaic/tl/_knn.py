@@ -10,22 +10,23 @@ from .._checks import as_finite_matrix, as_labels, check_positive_int, check_sam
 from ..pp._neighbors import KnnMethod, check_knn_method, knn_searcher
 
 
-def check_distance_range(arr: np.ndarray, name: str) -> None:
+def check_distance_range(arr: np.ndarray, name: str, dtype: type = np.float64) -> None:
     """Raise a ``ValueError`` naming ``name`` if squared distances of its rows could overflow.
 
     Squared Euclidean distances between rows of ``d`` columns with values of absolute value at
-    most ``m`` are at most ``4 d m^2``; beyond float64's range they become ``inf`` / ``NaN``
-    and neighbour ranks (kNN votes, FOSCTTM) would be silently wrong.
+    most ``m`` are at most ``4 d m^2``; beyond the range of ``dtype`` (the precision the
+    search runs in) they become ``inf`` / ``NaN`` and neighbour ranks (kNN votes, FOSCTTM)
+    would be silently wrong.
     """
     if arr.size == 0:
         return
-    limit = np.sqrt(np.finfo(np.float64).max / (4 * arr.shape[1]))
+    limit = np.sqrt(np.finfo(dtype).max / (4 * arr.shape[1]))
     largest = float(np.abs(arr).max())
     if largest > limit:
         raise ValueError(
             f"`{name}` has values up to {largest:.3g}: squared distances between its rows "
-            f"would overflow float64 (limit {limit:.3g} for {arr.shape[1]} dimensions). "
-            "Rescale the embedding."
+            f"would overflow {np.dtype(dtype).name} (limit {limit:.3g} for {arr.shape[1]} "
+            "dimensions). Rescale the embedding."
         )
 
 

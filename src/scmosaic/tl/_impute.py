@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import sparse
 
+from .._checks import as_finite_matrix, check_positive_int, check_same_space
 from ..pp._neighbors import knn_searcher
+from ._knn import check_distance_range
 
 IMPUTATION_NEIGHBORS = 200
 """Default ``k`` of :func:`neighbor_weights`: the kernel's support, wide enough that the
@@ -91,3 +94,62 @@ def average_rows(weights: sparse.csc_matrix, chunks: Iterable[np.ndarray]) -> np
     if start != weights.shape[1]:
         raise ValueError(f"Got values of {start} target cells for {weights.shape[1]} weights.")
     return out if out is not None else np.zeros((weights.shape[0], 0), np.float32)
+
+
+def knn_impute(
+    ref_emb: ArrayLike,
+    ref_values: ArrayLike,
+    query_emb: ArrayLike,
+    *,
+    n_neighbors: int = IMPUTATION_NEIGHBORS,
+) -> np.ndarray:
+    """Impute values for query cells from reference cells near them in a shared embedding.
+
+    Each query cell gets a Gaussian-kernel average of the ``ref_values`` of its
+    ``n_neighbors`` nearest reference cells (Euclidean), the kernel's width its distance to
+    its 30th nearest; the average behind :meth:`scmosaic.SCMODAL.get_imputed_features`
+    (user guide, "Cross-modal imputation"), for any embedding, e.g. to compare another
+    method's joint space on the same terms.
+
+    Parameters
+    ----------
+    ref_emb
+        Reference embedding, shape ``(n_ref, d)``.
+    ref_values
+        Values measured in the reference cells, shape ``(n_ref, n_features)``.
+    query_emb
+        Query embedding, shape ``(n_query, d)``.
+    n_neighbors
+        Reference cells weighed per query cell (capped at ``n_ref``).
+
+    Returns
+    -------
+    Float32 array of shape ``(n_query, n_features)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ref = np.array([[0.0], [0.1], [5.0], [5.1]])
+    >>> values = np.array([[1.0], [1.0], [9.0], [9.0]])
+    >>> np.round(knn_impute(ref, values, np.array([[0.05], [5.05]]), n_neighbors=2), 3)
+    array([[1.],
+           [9.]], dtype=float32)
+    """
+    check_positive_int(n_neighbors, "n_neighbors")
+    ref = as_finite_matrix(ref_emb, "ref_emb")
+    query = as_finite_matrix(query_emb, "query_emb")
+    values = as_finite_matrix(ref_values, "ref_values")
+    check_same_space(ref, query, "ref_emb", "query_emb")
+    for arr, name in ((ref, "ref_emb"), (query, "query_emb")):  # searched in float32
+        check_distance_range(arr, name, np.float32)
+    largest = float(np.abs(values).max()) if values.size else 0.0
+    if largest > np.finfo(np.float32).max / 2:  # averaged in float32
+        raise ValueError(f"`ref_values` has values up to {largest:.3g}, beyond float32's range.")
+    if values.shape[0] != ref.shape[0]:
+        raise ValueError(
+            f"`ref_values` must have one row per reference cell: got {values.shape[0]} rows "
+            f"for {ref.shape[0]} cells of `ref_emb`."
+        )
+    if ref.shape[0] == 0:
+        raise ValueError("`ref_emb` holds no cell to impute from.")
+    return average_rows(neighbor_weights(query, ref, n_neighbors), [values])
