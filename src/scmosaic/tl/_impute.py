@@ -36,7 +36,7 @@ of the 50 nearest (the default before 2026-12-02) 0.315 / 0.857, of 100 0.324 / 
 at the 15th neighbour 0.337 / 0.860. ``benchmarks/results/imputation.md`` has the 3-seed
 benchmark of the default."""
 
-_CHUNK = 8_192  # source cells whose (k, latent) neighbour offsets are in memory at once
+_CHUNK = 4_096  # source cells whose (k, latent) neighbour offsets are in memory at once
 
 
 def neighbor_weights(
@@ -51,7 +51,8 @@ def neighbor_weights(
     that distance is 0 (duplicated codes), the cells at distance 0 share the weight equally.
     Neighbours are found as :func:`~scmosaic.pp._neighbors.knn_searcher` finds them (exact
     up to 50,000 target cells, approximate above). Column-compressed, so that
-    :func:`average_rows` can take it a block of target cells at a time.
+    :func:`average_rows` can take it a block of target cells at a time; it holds 8 bytes per
+    source cell and neighbour (1.6 GB for 10^6 source cells at the default ``k``).
     """
     target_codes = np.asarray(target_codes, dtype=np.float32)
     search = knn_searcher(target_codes, n_neighbors)
