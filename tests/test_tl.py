@@ -120,3 +120,5 @@ def test_knn_impute_is_the_kernel_average_and_checks_inputs():
         knn_impute(ref, values, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="n_neighbors"):
         knn_impute(ref, values, ref, n_neighbors=0)
+    with pytest.raises(ValueError, match="no columns"):
+        knn_impute(np.zeros((3, 0)), np.ones((3, 1)), np.zeros((2, 0)))

@@ -75,12 +75,15 @@ def as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
 
 
 def check_same_space(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
-    """Raise a ``ValueError`` naming both arrays unless they have equally many columns."""
+    """Raise a ``ValueError`` naming both arrays unless they have equally many columns, and
+    at least one (no distance is defined in a space without dimensions)."""
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"`{name_a}` and `{name_b}` must live in the same space (same number of columns); "
             f"got {name_a}.shape={a.shape} and {name_b}.shape={b.shape}."
         )
+    if a.shape[1] == 0:
+        raise ValueError(f"`{name_a}` and `{name_b}` have no columns (dimensions).")
 
 
 Stage = Literal["counts", "log-normalised", "other"]

@@ -1340,7 +1340,8 @@ class SCMODAL(BaseModelClass):
         ``method="neighbors"`` (default): a weighted mean of the measured target values of
         the ``n_neighbors`` target cells nearest to each source cell in the joint latent
         space, the weights a Gaussian kernel of the distance whose width is the cell's
-        distance to its 30th nearest target cell (user guide, "Cross-modal imputation").
+        distance to its 30th nearest target cell (its ``n_neighbors``-th if fewer; user
+        guide, "Cross-modal imputation").
         The target cells are those of the model's registered data (the training data, or a
         query model's query); a paired cell's own measurement is among its neighbours.
         ``method="decoder"``: the decoder's prediction ``G_target(E_source(x_source))``, which

@@ -22,8 +22,10 @@ from ..pp._neighbors import knn_searcher
 from ._knn import check_distance_range
 
 IMPUTATION_NEIGHBORS = 200
-"""Default ``k`` of :func:`neighbor_weights`: the kernel's support, wide enough that the
-weights have decayed at its edge (``exp(-4)`` at twice the bandwidth)."""
+"""Default ``k`` of :func:`neighbor_weights`: the kernel's support. How much the farthest
+of them weigh depends on the codes: at twice the width ``exp(-4)`` of the nearest, but in
+many dimensions without clusters distances concentrate and the kernel nears a plain mean
+(on Gaussian noise in 10 dimensions the 200th neighbour weighs a third of the 1st)."""
 
 BANDWIDTH_RANK = 30
 """The kernel's width for a source cell is its distance to its ``BANDWIDTH_RANK``-th nearest
@@ -49,33 +51,34 @@ def neighbor_weights(
     ``s_i`` source cell ``i``'s distance to its ``min(BANDWIDTH_RANK, k)``-th nearest target
     cell, so the nearest target cell always weighs at least ``exp(-1)`` of the most. Where
     that distance is 0 (duplicated codes), the cells at distance 0 share the weight equally.
-    Neighbours are found as :func:`~scmosaic.pp._neighbors.knn_searcher` finds them (exact
-    up to 50,000 target cells, approximate above). Column-compressed, so that
-    :func:`average_rows` can take it a block of target cells at a time; it holds 8 bytes per
-    source cell and neighbour (1.6 GB for 10^6 source cells at the default ``k``).
+    Codes are compared in float32. Neighbours are found as
+    :func:`~scmosaic.pp._neighbors.knn_searcher` finds them (exact up to 50,000 target cells,
+    approximate above). Column-compressed, so that :func:`average_rows` can take it a block
+    of target cells at a time: 8 bytes per source cell and neighbour, twice that while it is
+    built (3.2 GB at the peak for 10^6 source cells at the default ``k``).
     """
     target_codes = np.asarray(target_codes, dtype=np.float32)
+    n_source, n_target = len(source_codes), len(target_codes)
+    if n_source == 0 or n_target == 0:
+        return sparse.csc_matrix((n_source, n_target), dtype=np.float32)
     search = knn_searcher(target_codes, n_neighbors)
-    k = min(n_neighbors, len(target_codes))
+    k = min(n_neighbors, n_target)
     rank = min(BANDWIDTH_RANK, k) - 1
-    blocks = []
-    for start in range(0, len(source_codes), _CHUNK):
+    weights = np.empty((n_source, k), dtype=np.float32)
+    columns = np.empty((n_source, k), dtype=np.int32 if n_target < 2**31 else np.int64)
+    for start in range(0, n_source, _CHUNK):
         queries = np.asarray(source_codes[start : start + _CHUNK], dtype=np.float32)
         indices = search(queries)
         distances = np.linalg.norm(target_codes[indices] - queries[:, None, :], axis=2)
         width = np.maximum(distances[:, [rank]], np.finfo(np.float32).tiny)
         with np.errstate(over="ignore"):
             kernel = np.exp(-np.square(distances / width))
-        kernel /= kernel.sum(1, keepdims=True)
-        indptr = np.arange(0, kernel.size + 1, k)
-        blocks.append(
-            sparse.csr_matrix(
-                (kernel.ravel(), indices.ravel(), indptr), shape=(len(queries), len(target_codes))
-            )
-        )
-    if not blocks:
-        return sparse.csc_matrix((0, len(target_codes)), dtype=np.float32)
-    return sparse.vstack(blocks, format="csc")
+        weights[start : start + len(queries)] = kernel / kernel.sum(1, keepdims=True)
+        columns[start : start + len(queries)] = indices
+    indptr = np.arange(0, n_source * k + 1, k, dtype=columns.dtype)
+    rows = sparse.csr_matrix((weights.ravel(), columns.ravel(), indptr), (n_source, n_target))
+    del weights, columns
+    return rows.tocsc()
 
 
 def average_rows(weights: sparse.csc_matrix, chunks: Iterable[np.ndarray]) -> np.ndarray:
@@ -90,7 +93,10 @@ def average_rows(weights: sparse.csc_matrix, chunks: Iterable[np.ndarray]) -> np
         chunk = np.asarray(chunk, dtype=np.float32)
         stop = start + chunk.shape[0]
         part = weights[:, start:stop] @ chunk
-        out = part.astype(np.float32) if out is None else out + part
+        if out is None:
+            out = part.astype(np.float32)
+        else:
+            out += part
         start = stop
     if start != weights.shape[1]:
         raise ValueError(f"Got values of {start} target cells for {weights.shape[1]} weights.")
@@ -108,9 +114,10 @@ def knn_impute(
 
     Each query cell gets a Gaussian-kernel average of the ``ref_values`` of its
     ``n_neighbors`` nearest reference cells (Euclidean), the kernel's width its distance to
-    its 30th nearest; the average behind :meth:`scmosaic.SCMODAL.get_imputed_features`
-    (user guide, "Cross-modal imputation"), for any embedding, e.g. to compare another
-    method's joint space on the same terms.
+    its 30th nearest (its ``n_neighbors``-th if fewer); the average behind
+    :meth:`scmosaic.SCMODAL.get_imputed_features` (user guide, "Cross-modal imputation"),
+    for any embedding, e.g. to compare another method's joint space on the same terms.
+    Embeddings are compared, and values averaged, in float32.
 
     Parameters
     ----------
@@ -125,7 +132,15 @@ def knn_impute(
 
     Returns
     -------
-    Float32 array of shape ``(n_query, n_features)``.
+    imputed
+        Float32 array of shape ``(n_query, n_features)``.
+
+    Raises
+    ------
+    ValueError
+        A non-finite or non-numeric input, embeddings of different widths, values beyond
+        float32's range, ``ref_values`` without one row per reference cell, no reference
+        cell, or ``n_neighbors`` not a positive integer; the message names the argument.
 
     Examples
     --------
@@ -144,7 +159,7 @@ def knn_impute(
     for arr, name in ((ref, "ref_emb"), (query, "query_emb")):  # searched in float32
         check_distance_range(arr, name, np.float32)
     largest = float(np.abs(values).max()) if values.size else 0.0
-    if largest > np.finfo(np.float32).max / 2:  # averaged in float32
+    if largest > float(np.finfo(np.float32).max) / 2:  # averaged in float32
         raise ValueError(f"`ref_values` has values up to {largest:.3g}, beyond float32's range.")
     if values.shape[0] != ref.shape[0]:
         raise ValueError(
