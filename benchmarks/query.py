@@ -19,8 +19,8 @@ Runs (3 seeds each, one process per run, one thread, this 2-core CPU):
   ``p4_0`` as different cells); de novo, ``p3_0`` (paired) and ``p4_0`` (pairing hidden)
   are trained together.
 * ``scmosaic_novel``: the reference without its NK cells maps ``p1_0`` + ``p2_0``; the
-  AUROC of ``1 - confidence`` (kNN vote, k = 15) for telling the query's NK cells from the
-  rest.
+  AUROC of ``1 - confidence`` (kNN vote, k = 15) and of ``tl.distance_to_reference`` (k =
+  15) for telling the query's NK cells from the rest, pooled and per modality.
 * ``scvi_scarches`` (peer, RNA side): scvi-tools' SCVI on the reference's RNA counts with
   the settings of scvi-tools' scArches tutorial (``encode_covariates=True``, layer norm,
   no batch norm), ``SCVI.load_query_data`` of ``p1_0``'s RNA, 200 query epochs without
@@ -301,15 +301,23 @@ def run_novel(seed: int, out: Path) -> dict:
     ref_emb, ref_labels = reference_codes(model, ref)
     latent, _, query, seconds = map_query(select(full, QUERIES["both"]), folder, seed)
     row = {"reference_seconds": ref_seconds, "seconds": seconds}
-    confidence, novel = [], []
+    from scmosaic.tl import distance_to_reference
+
+    confidence, distance, novel = [], [], []
     for m, codes in latent.items():
         labels = query[m].obs[LABELS].astype(str).to_numpy()
         scores, conf = knn_scores(ref_emb, ref_labels, codes, labels)
+        is_novel = labels == NOVEL_TYPE
+        far = distance_to_reference(ref_emb, codes, k=K)
+        scores["novel_auroc"] = float(roc_auc_score(is_novel, 1 - conf))
+        scores["novel_auroc_distance"] = float(roc_auc_score(is_novel, far))
         row[m] = scores
         confidence.append(conf)
-        novel.append(labels == NOVEL_TYPE)
-    confidence, novel = np.concatenate(confidence), np.concatenate(novel)
+        distance.append(far)
+        novel.append(is_novel)
+    confidence, distance, novel = map(np.concatenate, (confidence, distance, novel))
     row["novel_auroc"] = float(roc_auc_score(novel, 1 - confidence))
+    row["novel_auroc_distance"] = float(roc_auc_score(novel, distance))
     row["n_novel"] = int(novel.sum())
     return row
 
@@ -475,8 +483,14 @@ def report(out: Path) -> str:
         f"| de novo (p3_0 paired + p4_0 hidden) | {_cell(get('scmosaic_hidden_denovo', 'foscttm'))} "
         f"| {_seconds(get('scmosaic_hidden_denovo', 'seconds'))} |",
         "",
-        f"Novel type ({NOVEL_TYPE} removed from the reference; p1_0 + p2_0 mapped): AUROC of "
-        f"1 - confidence for its query cells {_cell(get('scmosaic_novel', 'novel_auroc'))}.",
+        f"Novel type ({NOVEL_TYPE} removed from the reference; p1_0 + p2_0 mapped): AUROC for "
+        f"its query cells of 1 - confidence {_cell(get('scmosaic_novel', 'novel_auroc'))} "
+        f"(RNA {_cell(get('scmosaic_novel', 'rna', 'novel_auroc'))}, ADT "
+        f"{_cell(get('scmosaic_novel', 'adt', 'novel_auroc'))}), of the distance to the "
+        f"reference (`tl.distance_to_reference`, k = {K}) "
+        f"{_cell(get('scmosaic_novel', 'novel_auroc_distance'))} (RNA "
+        f"{_cell(get('scmosaic_novel', 'rna', 'novel_auroc_distance'))}, ADT "
+        f"{_cell(get('scmosaic_novel', 'adt', 'novel_auroc_distance'))}).",
         f"Reference cells' codes unchanged bit for bit after mapping: {sum(map(bool, unchanged))}"
         f" of {len(unchanged)} mappings.",
         "",

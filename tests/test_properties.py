@@ -33,7 +33,7 @@ from scmosaic.metrics import (
     label_transfer_accuracy,
 )
 from scmosaic.pp import cca_links, link_features, preprocess
-from scmosaic.tl import knn_impute, knn_transfer
+from scmosaic.tl import distance_to_reference, knn_impute, knn_transfer
 
 PACKAGE = Path(scmosaic.__file__).resolve().parent
 OWN_ERRORS = (ValueError, KeyError, TypeError)
@@ -420,6 +420,18 @@ def test_foscttm_works_or_own_error(pair, metric):
 
 
 labels = st.sampled_from(["T", "B", "NK", None, np.nan])
+
+
+@FAST
+@given(pair=embedding_pairs(same_rows=False), k=st.integers(1, 40))
+def test_distance_to_reference_works_or_own_error(pair, k):
+    """Any embeddings: an own error, or one finite non-negative score per query cell."""
+    a, b = pair
+    before = copy.deepcopy((a, b))
+    score = call(distance_to_reference, a, b, k=k, chunk_size=3)
+    _unchanged_arrays(before, (a, b))
+    if score is not None:
+        assert score.shape == (len(b),) and np.isfinite(score).all() and (score >= 0).all()
 
 
 @FAST

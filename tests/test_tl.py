@@ -42,10 +42,15 @@ def test_transfer_writes_labels_and_confidence():
     before = mdata["rna"].obs.copy()
     res = scmosaic.tl.transfer_labels(mdata, "rna", "adt", "ct", k=20)
     obs = mdata["adt"].obs
-    assert list(res.columns) == ["label", "confidence"]
+    assert list(res.columns) == ["label", "confidence", "distance"]
     assert (res.index == obs.index).all()
     assert obs["ct_transferred"].tolist() == res["label"].tolist()
     np.testing.assert_array_equal(obs["ct_transferred_confidence"], res["confidence"])
+    np.testing.assert_array_equal(obs["ct_transferred_distance"], res["distance"])
+    # Midway cells are 5 from every reference cell, far beyond the reference's own spacing.
+    distance = res["distance"].to_numpy()
+    assert distance[:40].max() < distance[40:].min()
+    assert np.median(distance[:40]) < 1.5 < 3.0 < np.median(distance[40:])
     truth = obs["truth"].to_numpy()
     clear = truth != "mid"
     assert (res["label"].to_numpy()[clear] == truth[clear]).all()
@@ -122,3 +127,30 @@ def test_knn_impute_is_the_kernel_average_and_checks_inputs():
         knn_impute(ref, values, ref, n_neighbors=0)
     with pytest.raises(ValueError, match="no columns"):
         knn_impute(np.zeros((3, 0)), np.ones((3, 1)), np.zeros((2, 0)))
+
+
+def test_distance_to_reference_is_relative_to_the_reference_spacing():
+    """The documented ratio, written out densely; a novel cluster next to one known type
+    gets confident votes but a large distance."""
+    from scmosaic.tl import distance_to_reference, knn_transfer
+
+    rng = np.random.default_rng(1)
+    ref = np.vstack([rng.normal(0, 1, (200, 3)), rng.normal(20, 1, (200, 3))])
+    labels = np.repeat(["T", "B"], 200)
+    novel = rng.normal(0, 1, (30, 3)) + [6.0, 0.0, 0.0]  # beside T only
+    known = rng.normal(0, 1, (30, 3))
+    query = np.vstack([known, novel])
+    k = 10
+    score = distance_to_reference(ref, query, k=k)
+    pairwise = np.linalg.norm(ref[:, None] - ref[None], axis=2)
+    own = np.sort(pairwise, axis=1)[:, 1 : k + 1].mean(1)
+    to_query = np.sort(np.linalg.norm(query[:, None] - ref[None], axis=2), axis=1)[:, :k]
+    np.testing.assert_allclose(score, to_query.mean(1) / np.median(own), rtol=1e-5)
+    _, confidence = knn_transfer(ref, labels, query, k=k)
+    assert (confidence[30:] == 1.0).all()  # the vote cannot tell the novel cells
+    assert score[30:].min() > score[:30].max()  # the distance can
+    with pytest.raises(ValueError, match="at least 2 cells"):
+        distance_to_reference(ref[:1], query)
+    with pytest.raises(ValueError, match="same space"):
+        distance_to_reference(ref, query[:, :2])
+    np.testing.assert_allclose(distance_to_reference(ref[:3], ref[:3], k=50).shape, (3,))

@@ -119,6 +119,12 @@ def knn_indices(
     return knn_searcher(data, k, method, seed)(queries)
 
 
+def neighbor_distances(data: np.ndarray, queries: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Euclidean distances ``(n_queries, k)`` from each query to its neighbours ``indices``
+    (rows of ``data``), in the queries' and data's common precision."""
+    return np.linalg.norm(data[indices] - queries[:, None, :], axis=2)
+
+
 def knn_connectivity(indices: np.ndarray, n_cols: int) -> sparse.csr_matrix:
     """0/1 ``(n, n_cols)`` matrix with a 1 at ``(i, indices[i, j])`` for every ``j``."""
     n, k = indices.shape

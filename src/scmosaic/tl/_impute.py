@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from scipy import sparse
 
 from .._checks import as_finite_matrix, check_positive_int, check_same_space
-from ..pp._neighbors import knn_searcher
+from ..pp._neighbors import knn_searcher, neighbor_distances
 from ._knn import check_distance_range
 
 IMPUTATION_NEIGHBORS = 200
@@ -69,7 +69,7 @@ def neighbor_weights(
     for start in range(0, n_source, _CHUNK):
         queries = np.asarray(source_codes[start : start + _CHUNK], dtype=np.float32)
         indices = search(queries)
-        distances = np.linalg.norm(target_codes[indices] - queries[:, None, :], axis=2)
+        distances = neighbor_distances(target_codes, queries, indices)
         width = np.maximum(distances[:, [rank]], np.finfo(np.float32).tiny)
         with np.errstate(over="ignore"):
             kernel = np.exp(-np.square(distances / width))

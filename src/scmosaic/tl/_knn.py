@@ -7,7 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from .._checks import as_finite_matrix, as_labels, check_positive_int, check_same_space
-from ..pp._neighbors import KnnMethod, check_knn_method, knn_searcher
+from ..pp._neighbors import KnnMethod, check_knn_method, knn_searcher, neighbor_distances
 
 
 def check_distance_range(arr: np.ndarray, name: str, dtype: type = np.float64) -> None:
@@ -130,3 +130,83 @@ def knn_transfer(
         pred[start:stop] = winner
         conf[start:stop] = votes[rows, winner] / k
     return uniques[pred], conf
+
+
+REFERENCE_SCALE_CELLS = 5_000
+"""Reference cells (a seeded sample) whose distances to their own neighbours set the scale
+of :func:`distance_to_reference`."""
+
+
+def distance_to_reference(
+    ref_emb: ArrayLike,
+    query_emb: ArrayLike,
+    *,
+    k: int = 15,
+    chunk_size: int = 2048,
+    knn_method: KnnMethod = "auto",
+) -> np.ndarray:
+    """How far each query cell lies from the reference, relative to how close reference
+    cells lie to each other: a novelty score.
+
+    The mean Euclidean distance from a query cell to its ``k`` nearest reference cells,
+    divided by the median over reference cells of the same mean to their ``k`` nearest
+    *other* reference cells (a seeded sample of at most 5,000 reference cells; their mean
+    where the median is 0, no scaling where every such distance is 0). About 1 for
+    a cell that sits among reference cells as they sit among each other; larger for a cell
+    of a type the reference lacks. Unlike the vote's confidence of :func:`knn_transfer`, it
+    stays informative when such cells land next to one known type, where every vote agrees
+    (``benchmarks/query.py``: the AUROC for a donor's NK cells mapped onto a reference
+    without NK cells).
+
+    Parameters
+    ----------
+    ref_emb
+        Reference embedding, shape ``(n_ref, d)``, at least 2 cells.
+    query_emb
+        Query embedding, shape ``(n_query, d)``.
+    k
+        Neighbours averaged (capped at ``n_ref - 1``).
+    chunk_size
+        Query cells searched at a time.
+    knn_method
+        As for :func:`knn_transfer`.
+
+    Returns
+    -------
+    distance
+        Float array of shape ``(n_query,)``, non-negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ref = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> np.round(distance_to_reference(ref, np.array([[1.5], [10.0]]), k=1), 2).tolist()
+    [0.5, 7.0]
+    """
+    check_positive_int(k, "k")
+    check_positive_int(chunk_size, "chunk_size")
+    check_knn_method(knn_method)
+    ref = as_finite_matrix(ref_emb, "ref_emb")
+    query = as_finite_matrix(query_emb, "query_emb")
+    check_same_space(ref, query, "ref_emb", "query_emb")
+    for arr, name in ((ref, "ref_emb"), (query, "query_emb")):
+        check_distance_range(arr, name, np.float32)  # the approximate search is float32
+    if ref.shape[0] < 2:
+        raise ValueError(
+            f"`ref_emb` needs at least 2 cells to measure their spacing; got {ref.shape[0]}."
+        )
+    k = min(k, ref.shape[0] - 1)
+    # k + 1: a reference cell's first neighbour is itself (or a duplicate at distance 0).
+    search = knn_searcher(ref, k + 1, knn_method)
+    rng = np.random.default_rng(0)
+    n_sample = min(REFERENCE_SCALE_CELLS, ref.shape[0])
+    sample = ref[np.sort(rng.choice(ref.shape[0], n_sample, replace=False))]
+    own = neighbor_distances(ref, sample, search(sample))[:, 1:].mean(1)
+    # Mostly coincident reference cells have no typical spacing: then the mean, or none.
+    scale = float(np.median(own)) or float(own.mean()) or 1.0
+    out = np.empty(query.shape[0], dtype=np.float64)
+    for start in range(0, query.shape[0], chunk_size):
+        chunk = query[start : start + chunk_size]
+        indices = search(chunk)[:, :k]
+        out[start : start + len(chunk)] = neighbor_distances(ref, chunk, indices).mean(1) / scale
+    return out

@@ -11,7 +11,7 @@ from mudata import MuData
 from .._checks import get_modality
 from .._keys import LATENT_OBSM_KEY
 from ..pp._neighbors import KnnMethod
-from ._knn import knn_transfer
+from ._knn import distance_to_reference, knn_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,10 @@ def transfer_labels(
     fraction of its ``k`` neighbours that voted for the winning label, so it lies in
     ``[1/k, 1]``. Query cells whose confidence is below ``min_confidence`` get
     ``unknown_label`` instead: a cell type that the reference lacks tends to fall
-    between reference types and so to get mixed votes.
+    between reference types and so to get mixed votes. A type the reference lacks may also
+    land next to one known type and get a confident vote; the *distance*
+    (:func:`distance_to_reference`: the mean distance to the ``k`` voters relative to the
+    reference cells' own spacing) flags it better there (user guide, "Label transfer").
 
     Neighbour search runs ``chunk_size`` query cells at a time, so memory stays bounded for
     large queries. The query may be in another MuData (``query_data``), e.g. new cells mapped
@@ -88,7 +91,7 @@ def transfer_labels(
     Returns
     -------
     :class:`pandas.DataFrame` indexed by the query's ``obs_names`` with columns ``label``
-    (categorical) and ``confidence`` (float).
+    (categorical), ``confidence`` and ``distance`` (floats).
 
     The same values are written to the query modality's ``.obs``:
 
@@ -96,6 +99,9 @@ def transfer_labels(
         Transferred label (categorical; ``unknown_label`` where below ``min_confidence``).
     ``.obs["<key_added>_confidence"]``
         Fraction of the ``k`` neighbours that voted for the transferred label.
+    ``.obs["<key_added>_distance"]``
+        :func:`distance_to_reference` of the cell: about 1 among reference-like cells,
+        larger far from every reference cell.
 
     Nothing else is changed; existing columns with these names are overwritten (with a log
     message).
@@ -146,14 +152,25 @@ def transfer_labels(
     if min_confidence is not None:
         categories.append(unknown_label)
     label = pd.Categorical(pred, categories=categories)
-    result = pd.DataFrame({"label": label, "confidence": conf}, index=qry.obs_names.copy())
+    labelled = ~pd.isna(ref_labels.to_numpy(dtype=object))
+    distance = distance_to_reference(
+        _embedding(ref, reference, basis)[labelled],
+        _embedding(qry, query, basis),
+        k=k,
+        chunk_size=chunk_size,
+        knn_method=knn_method,
+    )
+    result = pd.DataFrame(
+        {"label": label, "confidence": conf, "distance": distance}, index=qry.obs_names.copy()
+    )
 
     key = key_added or f"{labels_key}_transferred"
-    for column in (key, f"{key}_confidence"):
+    for column in (key, f"{key}_confidence", f"{key}_distance"):
         if column in qry.obs:
             logger.info("Overwriting mdata[%r].obs[%r].", query, column)
     qry.obs[key] = result["label"].to_numpy()
     qry.obs[f"{key}_confidence"] = conf
+    qry.obs[f"{key}_distance"] = distance
     logger.info(
         "Transferred %r from %r to %d %r cells (median confidence %.2f).",
         labels_key,
