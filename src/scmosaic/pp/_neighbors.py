@@ -47,9 +47,10 @@ def resolved_knn_method(method: KnnMethod, n_cells: int) -> Literal["exact", "ap
 
 def knn_searcher(
     data: np.ndarray, k: int, method: KnnMethod = "auto", seed: int = 0
-) -> Callable[[np.ndarray | None], np.ndarray]:
+) -> Callable[..., np.ndarray]:
     """A function mapping queries to the indices ``(n_queries, k)`` of their ``k`` Euclidean
-    nearest rows of ``data``, nearest first; ``None`` queries ``data`` itself.
+    nearest rows of ``data``, nearest first; ``None`` queries ``data`` itself. Its optional
+    second argument asks one call for another number of neighbours than ``k``.
 
     The index is built once, so queries can come a chunk at a time. ``k`` is capped at the
     rows of ``data``. Exact search uses :class:`sklearn.neighbors.NearestNeighbors`;
@@ -59,8 +60,10 @@ def knn_searcher(
     k = min(k, len(data))
     if resolved_knn_method(method, len(data)) == "exact":
         nn = NearestNeighbors(n_neighbors=k).fit(data)
-        return lambda queries: nn.kneighbors(
-            data if queries is None else queries, return_distance=False
+        return lambda queries, n=None: nn.kneighbors(
+            data if queries is None else queries,
+            n_neighbors=k if n is None else min(n, len(data)),
+            return_distance=False,
         )
     return _ivf_searcher(np.ascontiguousarray(data, dtype=np.float32), k, seed)
 
@@ -93,12 +96,13 @@ def _ivf_searcher(data: np.ndarray, k: int, seed: int) -> Callable:
         flat.add(data)
         return flat
 
-    def search(queries: np.ndarray | None) -> np.ndarray:
+    def search(queries: np.ndarray | None, n: int | None = None) -> np.ndarray:
+        n = k if n is None else min(n, len(data))
         q = data if queries is None else np.ascontiguousarray(queries, dtype=np.float32)
-        _, indices = index.search(q, k)
-        short = (indices < 0).any(axis=1)  # probed lists held fewer than k cells
+        _, indices = index.search(q, n)
+        short = (indices < 0).any(axis=1)  # probed lists held fewer than n cells
         if short.any():
-            indices[short] = exact_index().search(q[short], k)[1]
+            indices[short] = exact_index().search(q[short], n)[1]
         return indices.astype(np.intp)
 
     return search

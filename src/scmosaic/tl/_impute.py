@@ -65,7 +65,9 @@ def neighbor_weights(
     k = min(n_neighbors, n_target)
     rank = min(BANDWIDTH_RANK, k) - 1
     weights = np.empty((n_source, k), dtype=np.float32)
-    columns = np.empty((n_source, k), dtype=np.int32 if n_target < 2**31 else np.int64)
+    # One index type for the columns and the row pointers, which count every entry.
+    index_type = np.int32 if max(n_target, n_source * k) < 2**31 else np.int64
+    columns = np.empty((n_source, k), dtype=index_type)
     for start in range(0, n_source, _CHUNK):
         queries = np.asarray(source_codes[start : start + _CHUNK], dtype=np.float32)
         indices = search(queries)

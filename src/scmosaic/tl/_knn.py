@@ -87,6 +87,24 @@ def knn_transfer(
     >>> pred.tolist(), np.round(conf, 3).tolist()
     (['T', 'B'], [0.667, 0.667])
     """
+    ref, labels, query = _labelled_reference(
+        ref_emb, ref_labels, query_emb, k, chunk_size, knn_method
+    )
+    codes, uniques = pd.factorize(labels)
+    uniques = np.asarray(uniques, dtype=object)
+    pred = np.empty(query.shape[0], dtype=np.intp)
+    conf = np.empty(query.shape[0], dtype=np.float64)
+    if query.shape[0] == 0:
+        return uniques[pred], conf
+    search = knn_searcher(ref, k, knn_method)
+    for start, chunk in _chunks(query, chunk_size):
+        stop = start + len(chunk)
+        pred[start:stop], conf[start:stop] = _vote(codes[search(chunk)], len(uniques))
+    return uniques[pred], conf
+
+
+def _labelled_reference(ref_emb, ref_labels, query_emb, k, chunk_size, knn_method):
+    """The checked reference (its labelled cells), their labels and the checked query."""
     check_positive_int(k, "k")
     check_positive_int(chunk_size, "chunk_size")
     check_knn_method(knn_method)
@@ -102,34 +120,29 @@ def knn_transfer(
         raise ValueError(
             f"`k`={k} exceeds the number of labelled reference cells ({ref.shape[0]})."
         )
-    codes, uniques = pd.factorize(labels)
-    uniques = np.asarray(uniques, dtype=object)
-    n_classes = uniques.shape[0]
+    return ref, labels, query
 
-    n_query = query.shape[0]
-    pred = np.empty(n_query, dtype=np.intp)
-    conf = np.empty(n_query, dtype=np.float64)
-    if n_query == 0:
-        return uniques[pred], conf
 
-    search = knn_searcher(ref, k, knn_method)
-    for start in range(0, n_query, chunk_size):
-        stop = min(start + chunk_size, n_query)
-        idx = search(query[start:stop])
-        nb_codes = codes[idx]  # (m, k), ordered nearest first
-        m = stop - start
-        rows = np.arange(m)
-        votes = np.zeros((m, n_classes), dtype=np.int64)
-        np.add.at(votes, (rows[:, None], nb_codes), 1)
-        # Rank of the nearest voter for each label (k if the label got no vote).
-        first = np.full((m, n_classes), k, dtype=np.int64)
-        for p in range(k - 1, -1, -1):
-            first[rows, nb_codes[:, p]] = p
-        # More votes wins; among equal votes the nearer first voter wins.
-        winner = np.argmax(votes * (k + 1) - first, axis=1)
-        pred[start:stop] = winner
-        conf[start:stop] = votes[rows, winner] / k
-    return uniques[pred], conf
+def _chunks(query: np.ndarray, chunk_size: int):
+    """``(start, rows)`` of consecutive blocks of ``chunk_size`` query cells."""
+    for start in range(0, query.shape[0], chunk_size):
+        yield start, query[start : start + chunk_size]
+
+
+def _vote(nb_codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Winning label code and vote fraction per row of neighbour label codes ``(m, k)``,
+    ordered nearest first."""
+    m, k = nb_codes.shape
+    rows = np.arange(m)
+    votes = np.zeros((m, n_classes), dtype=np.int64)
+    np.add.at(votes, (rows[:, None], nb_codes), 1)
+    # Rank of the nearest voter for each label (k if the label got no vote).
+    first = np.full((m, n_classes), k, dtype=np.int64)
+    for p in range(k - 1, -1, -1):
+        first[rows, nb_codes[:, p]] = p
+    # More votes wins; among equal votes the nearer first voter wins.
+    winner = np.argmax(votes * (k + 1) - first, axis=1)
+    return winner, votes[rows, winner] / k
 
 
 REFERENCE_SCALE_CELLS = 5_000
@@ -189,24 +202,68 @@ def distance_to_reference(
     ref = as_finite_matrix(ref_emb, "ref_emb")
     query = as_finite_matrix(query_emb, "query_emb")
     check_same_space(ref, query, "ref_emb", "query_emb")
+    _check_spacing_inputs(ref, query)
+    k = min(k, ref.shape[0] - 1)
+    search = knn_searcher(ref, k, knn_method)
+    scale = _spacing(ref, search, k)
+    out = np.empty(query.shape[0], dtype=np.float64)
+    for start, chunk in _chunks(query, chunk_size):
+        out[start : start + len(chunk)] = _mean_distance(ref, chunk, search(chunk)) / scale
+    return out
+
+
+def knn_transfer_with_distance(
+    ref_emb: ArrayLike,
+    ref_labels: ArrayLike,
+    query_emb: ArrayLike,
+    *,
+    k: int,
+    chunk_size: int,
+    knn_method: KnnMethod,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`knn_transfer` and :func:`distance_to_reference` of its labelled reference
+    cells, from one index and one search of the query (what :func:`transfer_labels` needs).
+    """
+    ref, labels, query = _labelled_reference(
+        ref_emb, ref_labels, query_emb, k, chunk_size, knn_method
+    )
+    _check_spacing_inputs(ref, query)
+    codes, uniques = pd.factorize(labels)
+    uniques = np.asarray(uniques, dtype=object)
+    search = knn_searcher(ref, k, knn_method)
+    k_distance = min(k, ref.shape[0] - 1)
+    scale = _spacing(ref, search, k_distance)
+    pred = np.empty(query.shape[0], dtype=np.intp)
+    conf = np.empty(query.shape[0], dtype=np.float64)
+    distance = np.empty(query.shape[0], dtype=np.float64)
+    for start, chunk in _chunks(query, chunk_size):
+        stop = start + len(chunk)
+        idx = search(chunk)
+        pred[start:stop], conf[start:stop] = _vote(codes[idx], len(uniques))
+        distance[start:stop] = _mean_distance(ref, chunk, idx[:, :k_distance]) / scale
+    return uniques[pred], conf, distance
+
+
+def _check_spacing_inputs(ref: np.ndarray, query: np.ndarray) -> None:
     for arr, name in ((ref, "ref_emb"), (query, "query_emb")):
         check_distance_range(arr, name, np.float32)  # the approximate search is float32
     if ref.shape[0] < 2:
         raise ValueError(
             f"`ref_emb` needs at least 2 cells to measure their spacing; got {ref.shape[0]}."
         )
-    k = min(k, ref.shape[0] - 1)
-    # k + 1: a reference cell's first neighbour is itself (or a duplicate at distance 0).
-    search = knn_searcher(ref, k + 1, knn_method)
+
+
+def _spacing(ref: np.ndarray, search, k: int) -> float:
+    """Median over a seeded sample of reference cells of their mean distance to their ``k``
+    nearest other reference cells (the mean where that is 0; 1 where every one is 0)."""
     rng = np.random.default_rng(0)
     n_sample = min(REFERENCE_SCALE_CELLS, ref.shape[0])
     sample = ref[np.sort(rng.choice(ref.shape[0], n_sample, replace=False))]
-    own = neighbor_distances(ref, sample, search(sample))[:, 1:].mean(1)
+    # k + 1: a reference cell's first neighbour is itself (or a duplicate at distance 0).
+    own = _mean_distance(ref, sample, search(sample, k + 1)[:, 1:])
     # Mostly coincident reference cells have no typical spacing: then the mean, or none.
-    scale = float(np.median(own)) or float(own.mean()) or 1.0
-    out = np.empty(query.shape[0], dtype=np.float64)
-    for start in range(0, query.shape[0], chunk_size):
-        chunk = query[start : start + chunk_size]
-        indices = search(chunk)[:, :k]
-        out[start : start + len(chunk)] = neighbor_distances(ref, chunk, indices).mean(1) / scale
-    return out
+    return float(np.median(own)) or float(own.mean()) or 1.0
+
+
+def _mean_distance(ref: np.ndarray, queries: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    return neighbor_distances(ref, queries, indices).mean(1)

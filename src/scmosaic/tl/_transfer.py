@@ -11,7 +11,7 @@ from mudata import MuData
 from .._checks import get_modality
 from .._keys import LATENT_OBSM_KEY
 from ..pp._neighbors import KnnMethod
-from ._knn import distance_to_reference, knn_transfer
+from ._knn import knn_transfer_with_distance
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def transfer_labels(
             f"`unknown_label`={unknown_label!r} is one of the labels in "
             f"`mdata[{reference!r}].obs[{labels_key!r}]`; choose another."
         )
-    pred, conf = knn_transfer(
+    pred, conf, distance = knn_transfer_with_distance(
         _embedding(ref, reference, basis),
         ref_labels.to_numpy(dtype=object),
         _embedding(qry, query, basis),
@@ -152,14 +152,6 @@ def transfer_labels(
     if min_confidence is not None:
         categories.append(unknown_label)
     label = pd.Categorical(pred, categories=categories)
-    labelled = ~pd.isna(ref_labels.to_numpy(dtype=object))
-    distance = distance_to_reference(
-        _embedding(ref, reference, basis)[labelled],
-        _embedding(qry, query, basis),
-        k=k,
-        chunk_size=chunk_size,
-        knn_method=knn_method,
-    )
     result = pd.DataFrame(
         {"label": label, "confidence": conf, "distance": distance}, index=qry.obs_names.copy()
     )
