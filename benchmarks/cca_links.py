@@ -53,8 +53,11 @@ def weak_table(dataset: str, n_proteins: int = 10, seed: int = 0) -> dict[str, s
 
 
 def config_options(dataset: str, config: str, table: dict[str, str], **settings):
-    """The workflow's options of a configuration (``table``: the weak table)."""
-    full = workflow_options(dataset, **settings)
+    """The workflow's options of a configuration (``table``: the weak table).
+
+    (a) and (b) name ``links="table"``: the workflow's default is ``"table+cca"``.
+    """
+    full = workflow_options(dataset, links="table", **settings)
     weak = dataclasses.replace(full, table=table)
     return {
         "a_table": full,
