@@ -59,7 +59,8 @@ Methods:
   ``fit_SCGLUE`` with its defaults (50 latent dimensions, automatic epochs, early stopping,
   balancing weights); the embedding is ``encode_data``. Departures: the linked genes are
   used beside the HVGs (in its favour: otherwise most protein edges would point to genes the
-  model does not see), and scaled values are clipped at 10 before the PCA. It runs in ``benchmarks/.venvs/scglue`` when that exists::
+  model does not see), and scaled values are clipped at 10 before the PCA. It runs in
+  ``benchmarks/.venvs/scglue`` when that exists::
 
       python -m venv --system-site-packages benchmarks/.venvs/scglue
       benchmarks/.venvs/scglue/bin/pip install scglue==0.4.1
