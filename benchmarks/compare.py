@@ -63,7 +63,7 @@ Methods:
   ``benchmarks/.venvs/scglue`` when that exists::
 
       python -m venv --system-site-packages benchmarks/.venvs/scglue
-      benchmarks/.venvs/scglue/bin/pip install scglue==0.4.1
+      benchmarks/.venvs/scglue/bin/pip install scglue==0.4.1 "pynndescent<0.7"  # README
 
 * ``totalvi``: scvi-tools' totalVI trained on the *paired* cells (it sees the pairing, so
   it is an upper bound, not a peer), scored by label transfer between the two halves of
