@@ -66,6 +66,9 @@ def test_checks_are_closer_on_small_data():
     # the threshold is in passes: 20 passes of 100 iterations is 2,500 cells at batch 500
     assert check_interval(2_500, 500) == 100 and check_interval(2_499, 500) == 50
     assert check_interval(800, 100) == 100
+    # with batches the small-data interval is off: batches mix after modalities agree
+    assert check_interval(800, 500, n_batches=1) == 50
+    assert check_interval(800, 500, n_batches=2) == EARLY_STOPPING.every
 
 
 @pytest.mark.parametrize("batch_size", [32, 16])

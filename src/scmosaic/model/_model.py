@@ -849,7 +849,8 @@ class SCMODAL(BaseModelClass):
             preset's value unless ``max_steps`` is an int, which keeps meaning a fixed
             length). Every {early_stopping_every} iterations
             ({early_stopping_every_small_data} where {early_stopping_every} iterations pass over
-            the largest modality more than {early_stopping_small_data_passes} times;
+            the largest modality more than {early_stopping_small_data_passes} times and there is
+            no ``batch_key``: batches mix more slowly than modalities agree;
             ``iterations_per_epoch`` must divide it), each cell of a fixed subsample (at most
             {early_stopping_subsample} per modality, drawn with ``seed``) gets its
             {early_stopping_n_neighbors} nearest neighbours in the linked modality; training stops after at least
@@ -952,7 +953,9 @@ class SCMODAL(BaseModelClass):
                 self.module, **{k: settings[k] for k in _PLAN_SETTINGS}, **plan_settings
             )
             steps_per_iteration = 1 + settings["n_critic"]
-        every = check_interval(self._n_cells_largest(), settings["batch_size"])
+        every = check_interval(
+            self._n_cells_largest(), settings["batch_size"], self.module.n_batches
+        )
         if iterations_per_epoch is None:
             iterations_per_epoch = every if stop_early else ITERATIONS_PER_EPOCH
         iterations_per_epoch = min(iterations_per_epoch, n_iter)
