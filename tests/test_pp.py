@@ -127,6 +127,26 @@ def test_link_features_smoothing_is_the_shared_knn_average():
         assert not np.allclose(expected, unsmoothed[m], atol=0.1)
 
 
+def test_link_features_smooths_only_the_named_modalities():
+    mdata = _cite(n=300, n_extra_genes=40)
+    keys = {"rna": "linked_adt", "adt": "linked_rna"}
+    runs = {}
+    for name, kwargs in {
+        "none": {"smooth_neighbors": 0},
+        "both": {"smooth_neighbors": 10},
+        "rna": {"smooth_neighbors": 10, "smooth_modalities": "rna"},
+        "rna list": {"smooth_neighbors": 10, "smooth_modalities": ["rna"]},
+    }.items():
+        link_features(mdata, "adt", "rna", clip=None, **kwargs)
+        runs[name] = {m: mdata[m].obsm[k].to_numpy() for m, k in keys.items()}
+    for name in ("rna", "rna list"):
+        np.testing.assert_array_equal(runs[name]["rna"], runs["both"]["rna"])
+        np.testing.assert_array_equal(runs[name]["adt"], runs["none"]["adt"])
+    assert not np.allclose(runs["both"]["adt"], runs["none"]["adt"], atol=0.1)
+    with pytest.raises(ValueError, match="smooth_modalities.*'atac'.*'adt' and 'rna'"):
+        link_features(mdata, "adt", "rna", smooth_modalities=["rna", "atac"])
+
+
 def test_link_features_approximate_knn(ivf_calls):
     mdata = _cite(n=400, n_extra_genes=40)
     link_features(mdata, "adt", "rna", smooth_neighbors=10)

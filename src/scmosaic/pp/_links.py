@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -186,6 +187,20 @@ def _smoothed(
     return averaging_operator(pcs, n_neighbors, knn_method) @ block
 
 
+def _smoothed_modalities(value: str | Sequence[str] | None, mod_a: str, mod_b: str) -> set[str]:
+    """The modalities ``smooth_modalities`` names (``None``: both), checked by name."""
+    if value is None:
+        return {mod_a, mod_b}
+    names = [value] if isinstance(value, str) else list(value)
+    unknown = [m for m in names if m not in (mod_a, mod_b)]
+    if unknown:
+        raise ValueError(
+            f"`smooth_modalities` names {unknown!r}, not one of the linked modalities "
+            f"{mod_a!r} and {mod_b!r}."
+        )
+    return set(names)
+
+
 def _check_link_options(
     by: str,
     normalization: str,
@@ -228,6 +243,7 @@ def link_features(
     gene_symbols: str | None = None,
     normalization: Literal["reference", "library"] = "library",
     smooth_neighbors: int = 15,
+    smooth_modalities: str | Sequence[str] | None = None,
     multi_gene: Literal["pairs", "sum"] = "pairs",
     min_target_sum: float = 20.0,
     clip: float | None = 10.0,
@@ -281,6 +297,10 @@ def link_features(
         Average each cell's linked features over itself and its nearest neighbours in its
         own modality (kNN of a PCA of all its features, ``smooth_neighbors`` cells in all)
         before z-scoring; 0 or 1 disables it (the reference does not smooth).
+    smooth_modalities
+        The modalities whose linked features are smoothed (``None``: both). Smoothing only
+        the gene side (``"rna"``) raised SLN's fine-label transfer and Hao's scores but cost
+        PBMC 10k a little (user guide, "Fine states across modalities").
     multi_gene
         ``"pairs"``: one column per protein-gene pair (reference); ``"sum"``: one column
         per protein with the listed genes' counts summed.
@@ -323,6 +343,7 @@ def link_features(
     _check_link_options(
         by, normalization, smooth_neighbors, multi_gene, min_target_sum, clip, knn_method, species
     )
+    smoothed = _smoothed_modalities(smooth_modalities, mod_a, mod_b)
     adata_a, adata_b = mdata.mod[mod_a], mdata.mod[mod_b]
     for mod, adata in ((mod_a, adata_a), (mod_b, adata_b)):
         check_n_cells(adata, mod, "link_features")
@@ -356,7 +377,7 @@ def link_features(
     blocks = _normalized_blocks(counts, blocks, normalization, min_target_sum)
     if smooth_neighbors > 1:
         blocks = tuple(
-            _smoothed(b, c, smooth_neighbors, knn_method, mod)
+            _smoothed(b, c, smooth_neighbors, knn_method, mod) if mod in smoothed else b
             for b, c, mod in zip(blocks, counts, (mod_a, mod_b), strict=True)
         )
     names = [c[2] for c in columns]
