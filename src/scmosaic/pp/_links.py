@@ -179,7 +179,7 @@ def _smoothed(
     if counts.shape[1] < 2:
         raise ValueError(
             f"Modality {modality!r} has {counts.shape[1]} feature(s): the smoothing's PCA needs "
-            "at least 2; pass smooth_neighbors=0."
+            f"at least 2; pass smooth_neighbors=0, or smooth_modalities without {modality!r}."
         )
     # CSR whatever the input: the PCA then stays sparse, memory O(nnz)
     counts = sparse.csr_matrix(to_memory(counts))
