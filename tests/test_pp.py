@@ -117,7 +117,7 @@ def test_link_features_smoothing_is_the_shared_knn_average():
     link_features(mdata, "adt", "rna", smooth_neighbors=0, clip=None)
     keys = {"rna": "linked_adt", "adt": "linked_rna"}
     unsmoothed = {m: mdata[m].obsm[k].to_numpy(np.float64) for m, k in keys.items()}
-    link_features(mdata, "adt", "rna", smooth_neighbors=10, clip=None)
+    link_features(mdata, "adt", "rna", smooth_neighbors=10, smooth_modalities=list(keys), clip=None)
     for m, key in keys.items():
         pcs = pca_embedding(sparse.csr_matrix(mdata[m].X), 30, clip=10.0)
         # a row-stochastic average commutes with the per-column z-score
@@ -128,31 +128,40 @@ def test_link_features_smoothing_is_the_shared_knn_average():
 
 
 def test_link_features_smooths_only_the_named_modalities():
+    """Default: a table's gene side only; shared names: both; else the modalities named."""
     mdata = _cite(n=300, n_extra_genes=40)
     keys = {"rna": "linked_adt", "adt": "linked_rna"}
     runs = {}
     for name, kwargs in {
         "none": {"smooth_neighbors": 0},
-        "both": {"smooth_neighbors": 10},
+        "both": {"smooth_neighbors": 10, "smooth_modalities": ("adt", "rna")},
+        "default": {"smooth_neighbors": 10},
         "rna": {"smooth_neighbors": 10, "smooth_modalities": "rna"},
         "rna list": {"smooth_neighbors": 10, "smooth_modalities": ["rna"]},
+        "names": {"smooth_neighbors": 10, "by": "names"},
+        "names, none": {"smooth_neighbors": 0, "by": "names"},
     }.items():
         link_features(mdata, "adt", "rna", clip=None, **kwargs)
         runs[name] = {m: mdata[m].obsm[k].to_numpy() for m, k in keys.items()}
-    for name in ("rna", "rna list"):
+    for name in ("default", "rna", "rna list"):
         np.testing.assert_array_equal(runs[name]["rna"], runs["both"]["rna"])
         np.testing.assert_array_equal(runs[name]["adt"], runs["none"]["adt"])
     assert not np.allclose(runs["both"]["adt"], runs["none"]["adt"], atol=0.1)
+    for m in keys:  # shared names: both sides smoothed
+        assert not np.allclose(runs["names"][m], runs["names, none"][m], atol=0.1)
     with pytest.raises(ValueError, match="smooth_modalities.*'atac'.*'adt' and 'rna'"):
         link_features(mdata, "adt", "rna", smooth_modalities=["rna", "atac"])
 
 
 def test_link_features_approximate_knn(ivf_calls):
     mdata = _cite(n=400, n_extra_genes=40)
-    link_features(mdata, "adt", "rna", smooth_neighbors=10)
+    both = ("adt", "rna")
+    link_features(mdata, "adt", "rna", smooth_neighbors=10, smooth_modalities=both)
     exact = mdata["rna"].obsm["linked_adt"].to_numpy()
     assert ivf_calls == []
-    link_features(mdata, "adt", "rna", smooth_neighbors=10, knn_method="approximate")
+    link_features(
+        mdata, "adt", "rna", smooth_neighbors=10, smooth_modalities=both, knn_method="approximate"
+    )
     assert ivf_calls == [10, 10]  # adt (405 cells), then rna (400): 40 training cells a list
     approximate = mdata["rna"].obsm["linked_adt"].to_numpy()
     for j in range(exact.shape[1]):
