@@ -156,6 +156,36 @@ def test_link_step_keeps_links_beside_their_cca_scores(mdata, source):
     assert linked.info["n_linked_features"] == linked.info["prior"]["n_linked_features"] + 2
 
 
+@pytest.mark.parametrize(
+    ("links", "link_kwargs", "smoothed"),
+    [
+        # links that only choose CCA's pivots: both sides smoothed
+        ("cca", {}, ("adt", "rna")),
+        # links also trained on: the gene side only, as pp.link_features does by default
+        ("table+cca", {}, ("rna",)),
+        ("table", {}, ("rna",)),
+        # the user's choice wins
+        ("cca", {"smooth_modalities": "rna"}, ("rna",)),
+    ],
+)
+def test_table_links_smoothed_on_both_sides_where_they_only_choose_pivots(
+    mdata, links, link_kwargs, smoothed
+):
+    import scmosaic
+
+    table = {"CD3": "CD3E", "CD4": "CD4", "CD19": "CD19", "CD20": "MS4A1"}
+    expected = mdata.copy()
+    scmosaic.pp.link_features(expected, "adt", "rna", table=table, smooth_modalities=smoothed)
+    init = {"cca_init": "links"} if links == "cca" else {}
+    options = WorkflowOptions(
+        links=links, table=table, cca_components=2, link_kwargs=link_kwargs, **init
+    )
+    link(mdata, options)
+    for m, other in (("rna", "adt"), ("adt", "rna")):
+        key = f"linked_{other}"
+        np.testing.assert_allclose(mdata[m].obsm[key], expected[m].obsm[key])
+
+
 @pytest.mark.parametrize(("n_links", "n_scores"), [(95, 20), (13, 20), (1, 1), (4, 2)])
 def test_block_weights_give_links_and_scores_equal_shares(n_links, n_scores):
     w_links, w_scores = block_weights(n_links, n_scores)

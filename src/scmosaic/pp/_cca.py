@@ -241,7 +241,11 @@ def cca_links(
         Source of the initial pivots. ``"links"``: mutual nearest neighbours (cosine,
         ``n_neighbors`` both ways) of the linked features ``.obsm[linked_keys]`` of the two
         modalities, as written by :func:`scmosaic.pp.link_features` (already smoothed and
-        z-scored; a weak table of 10-30 proteins is enough). ``"labels"``: every cell of
+        z-scored; a weak table of 10-30 proteins is enough). For pivots, smooth both sides of
+        a protein table (``link_features(..., smooth_modalities=("adt", "rna"))``; the
+        workflow does so for ``links="cca"``): on the Hao subset with a 10-protein table the
+        scores' anchor precision is 0.79 that way, 0.51 with the gene side alone, the
+        default for links that are trained on. ``"labels"``: every cell of
         each modality is paired with a random cell of the other modality with the same
         ``.obs[labels_key]`` (labels present in only one modality are ignored).
         ``"none"`` (structure-only matching) is not implemented and raises
@@ -305,7 +309,8 @@ def cca_links(
 
     Examples
     --------
-    >>> scmosaic.pp.link_features(mdata, "adt", "rna", table={"CD4": "CD4", "CD19": "CD19"})
+    >>> table = {"CD4": "CD4", "CD19": "CD19"}
+    >>> scmosaic.pp.link_features(mdata, "adt", "rna", table=table, smooth_modalities=("adt", "rna"))
     >>> summary = scmosaic.pp.cca_links(mdata, ("rna", "adt"), init="links")
     >>> summary["correlations"][:3]
     >>> mdata["rna"].obsm["X_cca"].shape, mdata["adt"].obsm["X_cca"].shape
