@@ -126,18 +126,15 @@ def _feature_links(
     return info, report
 
 
-def _pivot_link_defaults(
-    modalities: tuple[str, str], prior: str | None, options: WorkflowOptions
-) -> dict[str, Any]:
+def _pivot_link_defaults(modalities: tuple[str, str], options: WorkflowOptions) -> dict[str, Any]:
     """``link_features`` defaults for table links that only choose CCA's first pivots
     (``links="cca"``): both sides smoothed, not the gene side alone.
 
     Smoothing the proteins too makes the mutual nearest pairs cleaner, which is all pivots
-    need; it blurs small populations only where the links are also trained on. Hao subset,
-    a 10-protein table (``benchmarks/cca_links.py``, row c): anchor precision of the CCA
-    scores 0.79 with both sides smoothed, 0.51 with the gene side alone.
+    need; it blurs small populations only where the links are also trained on (measured in
+    the user guide, "Smoothing"; ``pp.cca_links``' ``init``).
     """
-    if options.links != "cca" or prior != "table":
+    if options.links != "cca" or options.link_prior != "table":
         return {}
     return {"smooth_modalities": _protein_and_gene(modalities, options)}
 
@@ -229,7 +226,7 @@ def link(mdata: MuData, options: WorkflowOptions) -> Linked:
     """
     modalities = options.pair(mdata.mod)
     prior = options.link_prior
-    defaults = _pivot_link_defaults(modalities, prior, options)
+    defaults = _pivot_link_defaults(modalities, options)
     info, report = (
         _feature_links(mdata, modalities, prior, options, defaults) if prior else ({}, None)
     )
